@@ -1,0 +1,123 @@
+"""MQTT ingest: a paho-mqtt 2 subscriber on a shared subscription with manual acks.
+
+* ``$share/{group}/pulse/v1/+/+/telemetry`` so N ingest processes split the load.
+* A persistent session (fixed client id, ``clean_start=False``, session expiry): QoS-1
+  messages for a worker that is down wait at the broker (scripts/services.sh configures
+  Mosquitto not to drop such a backlog).
+* ``manual_ack=True``: the PUBACK goes out only after the message's rows (or its
+  quarantine row) are committed, so a crash loses nothing; redelivery is deduplicated by
+  the writer.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import paho.mqtt.client as mqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from ingest import metrics
+from ingest.pipeline import Pipeline
+from ingest.writer import BatchWriter
+from pulse.errors import UserError
+from pulse.settings import parse_mqtt_url
+
+log = structlog.get_logger("pulse.ingest.mqtt")
+
+TELEMETRY_FILTER = "pulse/v1/+/+/telemetry"
+SESSION_EXPIRY_S = 7 * 24 * 3600
+RECEIVE_MAXIMUM = 10_000  # unacked messages in flight to us; must cover a batch being committed
+
+
+class MqttIngest:
+    def __init__(self, url: str, pipeline: Pipeline, writer: BatchWriter, *, client_id: str,
+                 share_group: str = "pulse-ingest", topic_filter: str = TELEMETRY_FILTER,
+                 session_expiry_s: int = SESSION_EXPIRY_S):
+        self.host, self.port = parse_mqtt_url(url)
+        self.pipeline = pipeline
+        self.writer = writer
+        self.subscription = f"$share/{share_group}/{topic_filter}" if share_group else topic_filter
+        self.client_id = client_id
+        self.session_expiry_s = session_expiry_s
+        self.connected = threading.Event()
+        self._stopping = False
+        # Acks carry the connection generation: a PUBACK for a message received on an
+        # earlier connection would acknowledge a different message on this one (the
+        # broker redelivers the old one anyway, and the writer deduplicates it).
+        self._generation = 0
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                  protocol=mqtt.MQTTv5, manual_ack=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("mqtt connect refused", reason=str(reason_code))
+            return
+        self._generation += 1
+        client.subscribe(self.subscription, qos=1)
+        self.connected.set()
+        metrics.MQTT_CONNECTED.set(1)
+        log.info("mqtt connected", subscription=self.subscription, session_present=flags.session_present)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        metrics.MQTT_CONNECTED.set(0)
+        log.warning("mqtt disconnected", reason=str(reason_code))
+
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage):
+        if self._stopping:
+            return  # not acknowledged: the broker keeps it for our persistent session
+        item = self.pipeline.from_mqtt(msg.topic, msg.payload)
+        if msg.qos > 0:
+            mid, qos, generation = msg.mid, msg.qos, self._generation
+
+            def ack():
+                if generation == self._generation:
+                    client.ack(mid, qos)
+
+            item.done = ack
+        # Blocks while the writer's queue is full: backpressure reaches the broker, which
+        # keeps the backlog (it is configured not to drop it).
+        self.writer.submit(item)
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = RECEIVE_MAXIMUM
+        try:
+            self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+        except OSError as exc:
+            raise UserError(f"cannot connect to the MQTT broker at {self.host}:{self.port}: {exc}") from exc
+        self.client.loop_start()
+
+    def pause(self) -> None:
+        """Stop taking new messages (they stay at the broker) so the writer can drain."""
+        self._stopping = True
+
+    def stop(self) -> None:
+        self._stopping = True
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def drop_session(url: str, client_id: str) -> None:
+    """Delete a worker's persistent session (and its backlog) at the broker: connect with
+    clean_start and no expiry, then leave. For retiring a worker id for good."""
+    host, port = parse_mqtt_url(url)
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 0
+    connected = threading.Event()
+    client.on_connect = lambda *a: connected.set()
+    client.connect(host, port, clean_start=True, properties=props)
+    client.loop_start()
+    try:
+        connected.wait(5)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -1,0 +1,318 @@
+"""Micro-batching writer: binary COPY into the telemetry table, then acknowledge.
+
+One thread owns one connection. Producers (the MQTT callback, HTTP handlers) submit work
+items into a queue bounded by rows; the writer drains it into batches of up to
+``max_batch_rows`` (or whatever arrived within ``linger_ms``), commits each batch in one
+transaction, and only then calls each item's ``done`` callback (MQTT PUBACK, HTTP 202).
+If PostgreSQL goes away the batch is retried with backoff until it commits: items stay
+unacknowledged meanwhile, the queue fills, and producers feel backpressure.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg
+import stamina
+import structlog
+from psycopg.types.json import Jsonb
+
+from ingest import metrics
+from pulse.envelope import Telemetry
+
+log = structlog.get_logger("pulse.ingest.writer")
+
+TELEMETRY_COLUMNS = "(time, tenant_id, device_id, metric, value)"
+TELEMETRY_TYPES = ["timestamptz", "text", "text", "text", "float8"]
+
+
+@dataclass(slots=True)
+class Record:
+    tenant_id: str
+    telemetry: Telemetry
+
+
+@dataclass(slots=True)
+class QuarantineRow:
+    transport: str
+    reason: str
+    detail: str | None
+    payload: bytes
+    tenant_id: str | None = None
+    device_id: str | None = None
+    topic: str | None = None
+
+
+@dataclass(slots=True)
+class BatchResult:
+    inserted: int = 0
+    duplicates: int = 0
+    quarantined: int = 0
+
+
+@dataclass(slots=True)
+class WorkItem:
+    records: list[Record] = field(default_factory=list)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+    done: Callable[[], None] | None = None
+
+    @property
+    def rows(self) -> int:
+        return sum(len(r.telemetry.metrics) for r in self.records) + len(self.quarantine)
+
+
+# ------------------------------------------------------------------ the batch transaction
+
+
+def prepare_connection(conn: psycopg.Connection) -> None:
+    """Session-local staging table used only when a batch holds already-stored rows."""
+    conn.execute(
+        "create temp table if not exists telemetry_stage (like telemetry) on commit delete rows"
+    )
+    conn.commit()
+
+
+def _copy_rows(cur: psycopg.Cursor, table: str, records: Sequence[Record]) -> int:
+    n = 0
+    with cur.copy(f"copy {table} {TELEMETRY_COLUMNS} from stdin (format binary)") as copy:
+        copy.set_types(TELEMETRY_TYPES)
+        write = copy.write_row
+        for rec in records:
+            t, tenant, device = rec.telemetry.ts, rec.tenant_id, rec.telemetry.device_id
+            for metric, value in rec.telemetry.metrics.items():
+                write((t, tenant, device, metric, value))
+            n += len(rec.telemetry.metrics)
+    return n
+
+
+def _summaries(records: Iterable[Record]):
+    """Per-device newest reading and per-(tenant, hour) row counts of a batch."""
+    states: dict[tuple[str, str], list] = {}
+    hours: dict[tuple[str, datetime], int] = {}
+    for rec in records:
+        tel = rec.telemetry
+        n = len(tel.metrics)
+        key = (rec.tenant_id, tel.device_id)
+        state = states.get(key)
+        if state is None:
+            states[key] = [tel.ts, dict(tel.metrics), n]
+        else:
+            if tel.ts >= state[0]:
+                state[0] = tel.ts
+                state[1].update(tel.metrics)
+            else:  # an older reading only fills metrics the newer ones lack
+                for metric, value in tel.metrics.items():
+                    state[1].setdefault(metric, value)
+            state[2] += n
+        hour_key = (rec.tenant_id, tel.ts.replace(minute=0, second=0, microsecond=0))
+        hours[hour_key] = hours.get(hour_key, 0) + n
+    return states, hours
+
+
+def write_batch(conn: psycopg.Connection, records: Sequence[Record],
+                quarantine: Sequence[QuarantineRow] = ()) -> BatchResult:
+    """Commit one batch: telemetry rows (idempotent), device state, ingest hours, quarantine."""
+    result = BatchResult()
+    with conn.transaction(), conn.cursor() as cur:
+        if records:
+            try:
+                # Fast path: COPY straight into the table. A redelivered message makes the
+                # unique series index refuse the COPY; then the batch goes through a staging
+                # table and ON CONFLICT DO NOTHING, which stores each row exactly once.
+                with conn.transaction():
+                    staged = _copy_rows(cur, "telemetry", records)
+                result.inserted = staged
+            except psycopg.errors.UniqueViolation:
+                staged = _copy_rows(cur, "telemetry_stage", records)
+                cur.execute(f"insert into telemetry {TELEMETRY_COLUMNS} select {TELEMETRY_COLUMNS[1:-1]} "
+                            "from telemetry_stage on conflict do nothing")
+                result.inserted = cur.rowcount
+                cur.execute("truncate telemetry_stage")
+            result.duplicates = staged - result.inserted
+            states, hours = _summaries(records)
+            cur.execute(
+                """insert into device_state as s (tenant_id, device_id, last_seen, last_received_at, last_values, rows)
+                   select t, d, ls, now(), lv, r from unnest(%s::text[], %s::text[], %s::timestamptz[],
+                                                              %s::jsonb[], %s::bigint[]) as u(t, d, ls, lv, r)
+                   on conflict (tenant_id, device_id) do update set
+                       last_seen = greatest(s.last_seen, excluded.last_seen),
+                       last_received_at = excluded.last_received_at,
+                       last_values = case when excluded.last_seen >= s.last_seen
+                                          then s.last_values || excluded.last_values
+                                          else excluded.last_values || s.last_values end,
+                       rows = s.rows + excluded.rows""",
+                (
+                    [k[0] for k in states], [k[1] for k in states], [v[0] for v in states.values()],
+                    [Jsonb(v[1]) for v in states.values()], [v[2] for v in states.values()],
+                ),
+            )
+            cur.execute(
+                """insert into ingest_hours as h (tenant_id, hour, rows, last_ingested_at)
+                   select t, hr, r, now() from unnest(%s::text[], %s::timestamptz[], %s::bigint[]) as u(t, hr, r)
+                   on conflict (tenant_id, hour) do update set rows = h.rows + excluded.rows,
+                       last_ingested_at = excluded.last_ingested_at""",
+                ([k[0] for k in hours], [k[1] for k in hours], list(hours.values())),
+            )
+        if quarantine:
+            with cur.copy("copy quarantine (transport, tenant_id, device_id, topic, reason, detail, payload) "
+                          "from stdin") as copy:
+                for q in quarantine:
+                    copy.write_row((q.transport, q.tenant_id, q.device_id, q.topic, q.reason, q.detail, q.payload))
+            result.quarantined = len(quarantine)
+    return result
+
+
+# ------------------------------------------------------------------ the writer thread
+
+
+class QueueFull(Exception):
+    pass
+
+
+class BatchWriter:
+    def __init__(self, url: str, *, max_batch_rows: int = 20_000, linger_ms: int = 50,
+                 max_queue_rows: int = 200_000, on_batch: Callable[[BatchResult], None] | None = None):
+        self.url = url
+        self.max_batch_rows = max_batch_rows
+        self.linger_s = linger_ms / 1000.0
+        self.max_queue_rows = max_queue_rows
+        self.on_batch = on_batch
+        self._queue: deque[WorkItem] = deque()
+        self._queued_rows = 0
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._conn: psycopg.Connection | None = None
+        self.connected = False
+        self.last_commit_at: float | None = None
+        self.totals = BatchResult()
+
+    # -- producers
+    def submit(self, item: WorkItem, *, block: bool = True, timeout: float | None = None) -> None:
+        """Queue an item; blocks while the queue is full (or raises QueueFull when not blocking)."""
+        rows = item.rows
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._queued_rows > 0 and self._queued_rows + rows > self.max_queue_rows:
+                if not block:
+                    raise QueueFull()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise QueueFull()
+                self._cond.wait(remaining if remaining is not None else 0.5)
+                if self._stopping and self._thread is None:
+                    raise QueueFull()
+            self._queue.append(item)
+            self._queued_rows += rows
+            metrics.QUEUE_ROWS.set(self._queued_rows)
+            self._cond.notify_all()
+
+    @property
+    def queued_rows(self) -> int:
+        return self._queued_rows
+
+    # -- lifecycle
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="pulse-batch-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Flush what is queued, then stop."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._conn is not None:
+            self._conn.close()
+
+    # -- the thread
+    def _take_batch(self) -> list[WorkItem]:
+        with self._cond:
+            while not self._queue and not self._stopping:
+                self._cond.wait(0.5)
+            if not self._queue:
+                return []
+            # Linger briefly so a trickle of messages still forms batches.
+            deadline = time.monotonic() + self.linger_s
+            while self._queued_rows < self.max_batch_rows and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+            batch, rows = [], 0
+            while self._queue and (not batch or rows + self._queue[0].rows <= self.max_batch_rows):
+                item = self._queue.popleft()
+                batch.append(item)
+                rows += item.rows
+            return batch
+
+    def _release(self, batch: list[WorkItem]) -> None:
+        with self._cond:
+            self._queued_rows -= sum(item.rows for item in batch)
+            metrics.QUEUE_ROWS.set(self._queued_rows)
+            self._cond.notify_all()
+
+    def _connection(self) -> psycopg.Connection:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            if self._conn is not None:
+                self._conn.close()
+            self.connected = False
+            self._conn = psycopg.connect(self.url, autocommit=False)
+            prepare_connection(self._conn)
+            self.connected = True
+            log.info("writer connected")
+        return self._conn
+
+    def _commit(self, batch: list[WorkItem]) -> BatchResult:
+        records = [r for item in batch for r in item.records]
+        quarantine = [q for item in batch for q in item.quarantine]
+        # Retry forever: the items are not acknowledged, so waiting loses nothing.
+        for attempt in stamina.retry_context(on=(psycopg.OperationalError, psycopg.InterfaceError),
+                                             attempts=None, timeout=None, wait_initial=0.1, wait_max=2.0):
+            with attempt:
+                if attempt.num > 1:
+                    metrics.DB_ERRORS.inc()
+                    log.warning("retrying batch", attempt=attempt.num, rows=len(records))
+                try:
+                    started = time.perf_counter()
+                    result = write_batch(self._connection(), records, quarantine)
+                    metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+                    return result
+                except (psycopg.OperationalError, psycopg.InterfaceError):
+                    self.connected = False
+                    if self._conn is not None:
+                        self._conn.close()
+                    raise
+        raise AssertionError("unreachable")
+
+    def _run(self) -> None:
+        while True:
+            batch = self._take_batch()
+            if not batch:
+                if self._stopping:
+                    return
+                continue
+            result = self._commit(batch)
+            self.last_commit_at = time.time()
+            metrics.ROWS_STORED.inc(result.inserted)
+            metrics.DUPLICATE_ROWS.inc(result.duplicates)
+            metrics.BATCH_ROWS.observe(result.inserted + result.duplicates + result.quarantined)
+            self.totals.inserted += result.inserted
+            self.totals.duplicates += result.duplicates
+            self.totals.quarantined += result.quarantined
+            for item in batch:
+                if item.done is not None:
+                    try:
+                        item.done()
+                    except Exception:  # an ack callback must never kill the writer
+                        log.exception("completion callback failed")
+            self._release(batch)
+            if self.on_batch is not None:
+                self.on_batch(result)

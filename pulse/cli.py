@@ -1,0 +1,444 @@
+"""The `pulse` command line. User mistakes print one clear message and exit 2; no tracebacks.
+
+Subcommands import their heavy dependencies lazily so `pulse --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pulse.errors import UserError
+
+console = Console()
+err_console = Console(stderr=True)
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+                  help="OpsConductor Pulse: IoT telemetry and alerting data platform.")
+db_app = typer.Typer(no_args_is_help=True, help="Database: migrations and the embedded server.")
+devices_app = typer.Typer(no_args_is_help=True, help="Device registry and provisioning.")
+config_app = typer.Typer(no_args_is_help=True, help="Declarative configuration (YAML).")
+quarantine_app = typer.Typer(no_args_is_help=True, help="Telemetry that was rejected, with the reason.")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks (print JSON).")
+app.add_typer(db_app, name="db")
+app.add_typer(devices_app, name="devices")
+app.add_typer(config_app, name="config")
+app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(bench_app, name="bench")
+
+
+def _mount_optional() -> None:
+    try:
+        from detectors.cli import app as detectors_app
+    except ImportError:
+        return
+    app.add_typer(detectors_app, name="detectors", help="Anomaly detectors and the NAB benchmark.")
+
+
+def _connect():
+    from pulse import db
+
+    return db.connect()
+
+
+def _print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _parse_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UserError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-28T14:00:00Z)") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ db
+
+
+@db_app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending schema migrations (idempotent)."""
+    from pulse import db
+
+    applied = db.migrate()
+    status = db.schema_status()
+    store = "TimescaleDB hypertable" if status["timescaledb"] else "plain tables + BRIN (no TimescaleDB)"
+    if applied:
+        for m in applied:
+            console.print(f"applied {m.version:04d}_{m.name}")
+    else:
+        console.print("schema is up to date")
+    console.print(f"telemetry store: {store}; database {status['url']}")
+
+
+@db_app.command("status")
+def db_status(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Show the database, its store type and migration state."""
+    from pulse import db
+
+    status = db.schema_status()
+    if as_json:
+        _print_json(status)
+    else:
+        for key, value in status.items():
+            console.print(f"{key}: {value}")
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL (starts the embedded server when PULSE_DATABASE_URL is unset)."""
+    from pulse import db
+
+    print(db.database_url())
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded PostgreSQL server under PULSE_HOME."""
+    from pulse import db
+
+    console.print("embedded server stopped" if db.stop_embedded() else "no embedded server running")
+
+
+# ------------------------------------------------------------------ devices
+
+
+def _show_tokens(tokens, out: Path | None) -> None:
+    from pulse import registry
+
+    if not tokens:
+        return
+    if out is not None:
+        registry.write_tokens_csv(tokens, out)
+        console.print(f"{len(tokens)} new token(s) written to {out} (mode 600); they are not shown again")
+        return
+    table = Table(title="device tokens: shown once, store them now")
+    for col in ("tenant", "device", "token"):
+        table.add_column(col)
+    for t in tokens:
+        table.add_row(t.tenant_id, t.device_id, t.token)
+    console.print(table)
+
+
+def _parse_tag_options(tags: list[str]) -> dict[str, str]:
+    out = {}
+    for tag in tags:
+        if "=" not in tag:
+            raise UserError(f"--tag {tag!r} must be key=value")
+        k, v = tag.split("=", 1)
+        out[k] = v
+    return out
+
+
+@devices_app.command("add")
+def devices_add(
+    tenant: Annotated[str, typer.Option(help="tenant id")],
+    device_id: Annotated[str, typer.Argument(help="device id (letters, digits, . _ : -)")],
+    site: Annotated[Optional[str], typer.Option(help="site id")] = None,
+    device_type: Annotated[Optional[str], typer.Option("--type", help="device type")] = None,
+    name: Annotated[Optional[str], typer.Option()] = None,
+    tag: Annotated[list[str], typer.Option(help="key=value (repeatable)")] = [],
+) -> None:
+    """Register a device and print its token (shown once)."""
+    from pulse import registry
+
+    with _connect() as conn:
+        issued = registry.add_device(conn, registry.Device(tenant, device_id, site, device_type, name,
+                                                           _parse_tag_options(tag)))
+    console.print(f"device {tenant}/{device_id} registered")
+    _show_tokens([issued], None)
+
+
+@devices_app.command("import")
+def devices_import(
+    csv_file: Annotated[Path, typer.Argument(help="CSV: tenant_id,device_id,site_id,device_type,name,tags")],
+    tenant: Annotated[Optional[str], typer.Option(help="tenant for rows without tenant_id")] = None,
+    tokens_out: Annotated[Optional[Path], typer.Option(help="write new tokens to this CSV instead of the screen")] = None,
+) -> None:
+    """Bulk-register devices from CSV (one transaction; new devices get tokens)."""
+    from pulse import registry
+
+    try:
+        text = csv_file.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read {csv_file}: {exc.strerror}") from None
+    devices = registry.read_device_csv(text, tenant)
+    with _connect() as conn:
+        tokens = registry.import_devices(conn, devices)
+    console.print(f"{len(devices)} device(s) imported, {len(tokens)} new")
+    _show_tokens(tokens, tokens_out)
+
+
+@devices_app.command("rotate-token")
+def devices_rotate(tenant: Annotated[str, typer.Option()], device_id: str) -> None:
+    """Issue a new token; the old one stops working."""
+    from pulse import registry
+
+    with _connect() as conn:
+        issued = registry.rotate_token(conn, tenant, device_id)
+    _show_tokens([issued], None)
+
+
+@devices_app.command("disable")
+def devices_disable(tenant: Annotated[str, typer.Option()], device_id: str) -> None:
+    """Refuse the device's telemetry (quarantined as device_disabled)."""
+    from pulse import registry
+
+    with _connect() as conn:
+        registry.set_status(conn, tenant, device_id, "disabled")
+    console.print(f"device {tenant}/{device_id} disabled")
+
+
+@devices_app.command("enable")
+def devices_enable(tenant: Annotated[str, typer.Option()], device_id: str) -> None:
+    from pulse import registry
+
+    with _connect() as conn:
+        registry.set_status(conn, tenant, device_id, "active")
+    console.print(f"device {tenant}/{device_id} enabled")
+
+
+@devices_app.command("list")
+def devices_list(
+    tenant: Annotated[Optional[str], typer.Option()] = None,
+    site: Annotated[Optional[str], typer.Option()] = None,
+    status: Annotated[Optional[str], typer.Option()] = None,
+    tag: Annotated[list[str], typer.Option(help="key=value (repeatable)")] = [],
+    limit: int = 1000,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """List devices with their last-seen time."""
+    from pulse import registry
+
+    with _connect() as conn:
+        rows = registry.list_devices(conn, tenant, site, status, _parse_tag_options(tag), limit)
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table()
+    for col in ("tenant", "device", "site", "type", "status", "tags", "last seen", "rows"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["tenant_id"], r["device_id"], r["site_id"] or "", r["device_type"] or "", r["status"],
+                      ",".join(f"{k}={v}" for k, v in r["tags"].items()),
+                      r["last_seen"].isoformat(timespec="seconds") if r["last_seen"] else "never",
+                      str(r["rows"] or 0))
+    console.print(table)
+
+
+# ------------------------------------------------------------------ config
+
+
+@config_app.command("apply")
+def config_apply(
+    file: Annotated[Path, typer.Argument(help="YAML configuration")],
+    prune: Annotated[bool, typer.Option(help="delete sites/devices of listed tenants that the file omits")] = False,
+    tokens_out: Annotated[Optional[Path], typer.Option(help="write new device tokens to this CSV")] = None,
+) -> None:
+    """Validate and apply a configuration file in one transaction."""
+    from pulse import config
+
+    cfg = config.load(file)
+    with _connect() as conn:
+        summary = config.apply(conn, cfg, prune=prune)
+    console.print(f"applied {file}: {summary['tenants']} tenant(s), {summary['sites']} site(s), "
+                  f"{summary['devices']} device(s), {summary['pruned']} pruned")
+    _show_tokens(summary["tokens"], tokens_out)
+
+
+@config_app.command("validate")
+def config_validate(file: Path) -> None:
+    """Validate a configuration file without applying it."""
+    from pulse import config
+
+    cfg = config.load(file)
+    console.print(f"{file} is valid: {len(cfg.tenants)} tenant(s)")
+
+
+@config_app.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of the configuration file."""
+    from pulse import config
+
+    _print_json(config.json_schema())
+
+
+# ------------------------------------------------------------------ ingest
+
+
+@app.command("ingest")
+def ingest_cmd(
+    mqtt: Annotated[Optional[str], typer.Option(help="broker URL (default PULSE_MQTT_URL; 'off' to disable)")] = None,
+    http_port: Annotated[Optional[int], typer.Option(help="HTTP port (default PULSE_HTTP_PORT); 0 disables")] = None,
+    worker_id: Annotated[Optional[str], typer.Option(help="stable id of this worker (MQTT session)")] = None,
+    duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
+) -> None:
+    """Run the ingest service: MQTT shared subscription + HTTP POST /v1/telemetry."""
+    from ingest.service import IngestService
+    from pulse import db
+    from pulse.logs import configure_logging
+    from pulse.settings import get_settings
+
+    configure_logging()
+    settings = get_settings()
+    mqtt_url = settings.mqtt_url if mqtt is None else (None if mqtt == "off" else mqtt)
+    port = settings.http_port if http_port is None else (http_port or None)
+    url = db.database_url()
+    db.migrate(url)
+    service = IngestService(settings, url, mqtt_url=mqtt_url, http_port=port, worker_id=worker_id)
+    err_console.print(f"ingest: MQTT {'on ' + mqtt_url if mqtt_url else 'off (PULSE_MQTT_URL unset)'}, "
+                      f"HTTP {'http://%s:%d/v1/telemetry' % (settings.http_host, port) if port else 'off'}")
+    service.run_until_signalled(duration)
+
+
+# ------------------------------------------------------------------ quarantine
+
+
+@quarantine_app.command("list")
+def quarantine_list(
+    reason: Annotated[Optional[str], typer.Option()] = None,
+    tenant: Annotated[Optional[str], typer.Option()] = None,
+    limit: int = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Recent quarantined payloads, newest first, with counts by reason."""
+    from pulse import quarantine
+
+    with _connect() as conn:
+        counts = quarantine.counts(conn, tenant)
+        rows = quarantine.recent(conn, reason=reason, tenant_id=tenant, limit=limit)
+    if as_json:
+        _print_json({"counts": counts, "items": rows})
+        return
+    console.print("by reason: " + (", ".join(f"{k}={v}" for k, v in counts.items()) or "none"))
+    table = Table()
+    for col in ("id", "received", "transport", "tenant/device", "reason", "detail", "payload"):
+        table.add_column(col, overflow="fold")
+    for r in rows:
+        table.add_row(str(r["id"]), r["received_at"].isoformat(timespec="seconds"), r["transport"],
+                      f"{r['tenant_id'] or '-'}/{r['device_id'] or '-'}", r["reason"], (r["detail"] or "")[:80],
+                      r["payload_preview"])
+    console.print(table)
+
+
+# ------------------------------------------------------------------ simulate
+
+
+@app.command("simulate")
+def simulate_cmd(
+    devices: Annotated[int, typer.Option(min=1, help="fleet size")] = 100,
+    rate: Annotated[float, typer.Option(min=0, help="envelopes per second across the fleet (live)")] = 100.0,
+    duration: Annotated[float, typer.Option(min=0, help="seconds of live simulation")] = 60.0,
+    transport: Annotated[str, typer.Option(help="mqtt or http")] = "mqtt",
+    backfill: Annotated[Optional[float], typer.Option(help="days of history to write first (COPY)")] = None,
+    interval: Annotated[float, typer.Option(help="seconds between readings in backfill")] = 60.0,
+    tenant: Annotated[list[str], typer.Option(help="tenant(s) to spread the fleet over")] = ["sim"],
+    faults_per_day: Annotated[float, typer.Option(help="injected faults per device-day")] = 0.05,
+    dropout: Annotated[float, typer.Option(help="share of messages lost at random")] = 0.001,
+    truth: Annotated[Optional[Path], typer.Option(help="write injected faults (ground truth) here, JSON lines")] = None,
+    seed: int = 42,
+) -> None:
+    """Simulate a fleet: optional history backfill, then live telemetry over MQTT or HTTP."""
+    from rich.progress import Progress
+
+    from pulse import db, simulate, simulator
+    from pulse.settings import get_settings
+
+    if transport not in ("mqtt", "http"):
+        raise UserError("--transport must be mqtt or http")
+    settings = get_settings()
+    fleet = simulator.make_fleet(devices, tenants=tenant, seed=seed)
+    url = db.database_url()
+    db.migrate(url)
+    start_hist, end_hist = simulate.history_window(backfill or 0)
+    live_end = simulator.utcnow() + simulator.timedelta(seconds=duration)
+    faults = simulator.plan_faults(fleet, start_hist, live_end, per_device_day=faults_per_day, seed=seed)
+    if truth:
+        simulator.write_truth(faults, truth)
+        console.print(f"ground truth: {len(faults)} injected fault(s) → {truth}")
+    with db.connect(url) as conn:
+        tokens = simulate.provision(conn, fleet, issue_tokens=transport == "http")
+        if backfill:
+            total = simulate.points(fleet, start_hist, end_hist, interval)
+            with Progress(console=err_console) as progress:
+                task = progress.add_task(f"backfill {backfill:g} days", total=total)
+                result = simulate.backfill(conn, fleet, start_hist, end_hist, interval_s=interval, faults=faults,
+                                           dropout=dropout, progress=lambda n: progress.advance(task, n))
+            console.print(f"backfilled {result.rows:,} rows in {result.seconds:.1f}s "
+                          f"({result.rows_per_s:,.0f} rows/s)")
+    if duration <= 0:
+        return
+    if transport == "mqtt":
+        if not settings.mqtt_url:
+            raise UserError("set PULSE_MQTT_URL (e.g. mqtt://127.0.0.1:1883) or use --transport http")
+        stats = simulate.run_mqtt(settings.mqtt_url, fleet, rate=rate, duration_s=duration, faults=faults,
+                                  dropout=dropout)
+    else:
+        stats = simulate.run_http(f"http://{settings.http_host}:{settings.http_port}", fleet, tokens, rate=rate,
+                                  duration_s=duration, faults=faults, dropout=dropout)
+    console.print(f"live: sent {stats.sent:,}, acknowledged {stats.acked:,}, failed {stats.failed:,}, "
+                  f"offline/dropped {stats.skipped_offline:,} in {stats.seconds:.1f}s")
+
+
+# ------------------------------------------------------------------ status
+
+
+@app.command("status")
+def status_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """A summary of the fleet and the data: devices, rows, freshness, quarantine."""
+    from pulse import status
+
+    with _connect() as conn:
+        summary = status.summary(conn)
+    if as_json:
+        _print_json(summary)
+        return
+    for key, value in summary.items():
+        console.print(f"{key}: {value}")
+
+
+# ------------------------------------------------------------------ benchmarks
+
+
+@bench_app.command("ingest")
+def bench_ingest(
+    messages: Annotated[int, typer.Option(help="MQTT messages per run")] = 100_000,
+    workers: Annotated[int, typer.Option(help="ingest processes for the scale-out run")] = 2,
+    http_envelopes: Annotated[int, typer.Option(help="envelopes for the HTTP run")] = 100_000,
+    soak: Annotated[float, typer.Option(help="seconds of the memory soak run (0 skips)")] = 300.0,
+    as_json: Annotated[bool, typer.Option("--json")] = True,
+) -> None:
+    """Ingest throughput vs a bare paho receive loop, scale-out, HTTP and memory (JSON)."""
+    from ingest.bench import run_all
+
+    _print_json(run_all(messages=messages, workers=workers, http_envelopes=http_envelopes, soak_s=soak))
+
+
+def main() -> None:
+    _mount_optional()
+    try:
+        app()
+    except UserError as exc:
+        err_console.print(f"[red]error:[/red] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:  # a database that went away mid-command is a clear message too
+        import psycopg
+
+        if isinstance(exc, psycopg.OperationalError):
+            err_console.print(f"[red]error:[/red] database: {str(exc).strip().splitlines()[0]}", highlight=False)
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

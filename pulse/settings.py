@@ -1,0 +1,63 @@
+"""Settings from environment variables (prefix ``PULSE_``), read when used, never at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlparse
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_nab_dir() -> Path | None:
+    # The shared checkout layout puts the NAB corpus beside the project: ../shared/datasets/nab
+    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+        candidate = base.parent / "shared" / "datasets" / "nab"
+        if (candidate / "data").is_dir():
+            return candidate
+    return None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PULSE_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset → embedded PostgreSQL under PULSE_HOME"
+    )
+    mqtt_url: str | None = Field(default=None, description="mqtt://host:port; unset → MQTT ingest off")
+    home: Path = Field(default=Path(".pulse"), description="state directory (embedded db, logs)")
+    lake_dir: Path | None = Field(default=None, description="Parquet lake; default PULSE_HOME/lake")
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    nab_dir: Path | None = Field(default_factory=_default_nab_dir)
+
+    # ingest tuning
+    batch_max_rows: int = 20_000
+    batch_linger_ms: int = 50
+    queue_max_rows: int = 200_000
+    max_clock_skew_s: float = 300.0
+    http_max_body_bytes: int = 8 * 1024 * 1024
+    mqtt_client_id: str = "pulse-ingest"
+    mqtt_share_group: str = "pulse-ingest"
+    mqtt_session_expiry_s: int = Field(
+        default=7 * 24 * 3600, description="how long the broker keeps a stopped worker's backlog"
+    )
+
+    @property
+    def lake_path(self) -> Path:
+        return self.lake_dir if self.lake_dir is not None else self.home / "lake"
+
+
+def get_settings() -> Settings:
+    """Fresh settings from the current environment (cheap; call where needed)."""
+    return Settings()
+
+
+def parse_mqtt_url(url: str) -> tuple[str, int]:
+    """``mqtt://host:port`` → (host, port)."""
+    from pulse.errors import UserError
+
+    parsed = urlparse(url)
+    if parsed.scheme not in ("mqtt", "tcp") or not parsed.hostname:
+        raise UserError(f"PULSE_MQTT_URL {url!r} must look like mqtt://host:port")
+    return parsed.hostname, parsed.port or 1883
