@@ -1,0 +1,241 @@
+"""Value-novelty detector and the recommended ensemble (meta-detector).
+
+Novelty: quantise the value on the known range into ``bins`` bins and score how rarely
+the current bin has been seen so far: ``-log((count + prior) / (t + 1)) / log(t + 2)``.
+A value never seen in a long history is surprising; the ``log(t+2)`` divisor puts short
+and long histories on one scale so that one threshold serves every series.
+
+Ensemble: weighted max of value novelty, novelty of a short moving average (catches
+shifts hidden in noise) and, optionally, other registered detectors calibrated through
+a Numenta-style anomaly likelihood; then *suppression* keeps only scores that beat
+everything in the previous ``suppress`` rows, so one event raises one alarm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+from pydantic import Field
+
+from detectors._ops import anomaly_likelihood, cumcount, rolling, suppress
+from detectors.base import Detector, Params, ffill
+from detectors.registry import get, register
+
+
+class _Histogram:
+    """Causal bin counts over an open-ended integer key space (values beyond the fitted
+    range get new bins, so they are novel rather than merged into an edge bin)."""
+
+    def __init__(self, lo: float, hi: float, bins: int, prior: float):
+        self.lo, self.bins, self.prior = lo, bins, prior
+        self.width = max(hi - lo, 1e-12) / bins
+        self.hi = hi
+        self.counts: dict[int, int] = {}
+        self.t = 0
+
+    def keys(self, x: np.ndarray) -> np.ndarray:
+        k = np.floor((x - self.lo) / self.width).astype(np.int64)
+        k[(k == self.bins) & (x <= self.hi)] = self.bins - 1  # the max value belongs to the last bin
+        return k
+
+    def _beyond(self, k: np.ndarray) -> np.ndarray:
+        # Bins outside the known range: the farther out, the smaller the prior, so a far
+        # excursion outranks a marginal one (inside the range this is 0: no effect).
+        return np.maximum(np.maximum(k - (self.bins - 1), -k), 0).astype(float)
+
+    def scores(self, x: np.ndarray, learn: bool) -> np.ndarray:
+        """Scores for x continuing the counted history (vectorised); optionally learn x."""
+        k = self.keys(x)
+        prev = cumcount(k)
+        if self.counts:
+            prev = prev + np.fromiter((self.counts.get(int(v), 0) for v in k), dtype=float, count=len(k))
+        t = self.t + np.arange(len(x), dtype=float)
+        s = -np.log((prev + self.prior / (1.0 + self._beyond(k))) / (t + 1.0)) / np.log(t + 2.0)
+        if learn:
+            uk, uc = np.unique(k, return_counts=True)
+            for key, c in zip(uk.tolist(), uc.tolist()):
+                self.counts[key] = self.counts.get(key, 0) + c
+            self.t += len(x)
+        return np.clip(s, 0.0, 1.0)
+
+    def score_one(self, v: float) -> float:
+        key = int(self.keys(np.array([v]))[0])
+        c = self.counts.get(key, 0)
+        beyond = float(self._beyond(np.array([key]))[0])
+        s = -math.log((c + self.prior / (1.0 + beyond)) / (self.t + 1.0)) / math.log(self.t + 2.0)
+        self.counts[key] = c + 1
+        self.t += 1
+        return min(max(s, 0.0), 1.0)
+
+    def copy(self) -> "_Histogram":
+        h = _Histogram.__new__(_Histogram)
+        h.__dict__.update(self.__dict__)
+        h.counts = dict(self.counts)
+        return h
+
+
+class NoveltyParams(Params):
+    bins: int = Field(20, ge=2, le=10_000, description="bins over the known value range")
+    prior: float = Field(3.0, ge=1.0, le=1000, description="pseudo-count added to every bin (higher = calmer)")
+    smooth: int = Field(1, ge=1, le=1000, description="score the moving average of this many rows (1 = raw value)")
+
+
+@register
+class Novelty(Detector):
+    """How rarely the current (optionally smoothed) value's bin has been seen so far."""
+
+    name = "novelty"
+    summary = "Value novelty: rarity of the current value's bin in the history seen so far"
+    Params = NoveltyParams
+
+    def lookback(self) -> int:
+        return self.params.smooth  # context for the moving average only; counts are fitted state
+
+    def _smooth(self, x: np.ndarray) -> np.ndarray:
+        return x if self.params.smooth == 1 else rolling(x, self.params.smooth, "mean")
+
+    def _fit(self, X: np.ndarray) -> None:
+        lo, hi = self.value_range_
+        self.hist_ = _Histogram(lo, hi, self.params.bins, self.params.prior)
+        self.hist_.scores(self._smooth(X), learn=True)
+
+    def _score(self, x: np.ndarray) -> np.ndarray:
+        # x = context (smooth-1 fitted rows) + new rows; only the new rows are counted anew
+        ctx = len(self.context_)
+        y = self._smooth(x)
+        out = np.zeros(len(x))
+        out[ctx:] = self.hist_.copy().scores(y[ctx:], learn=True)
+        return out
+
+    def reset_stream(self) -> None:
+        super().reset_stream()
+        self._hist_stream_ = self.hist_.copy()
+
+    def update(self, t, value: float) -> float:
+        self._check_fitted()
+        v = float(value)
+        ok = math.isfinite(v)
+        if ok:
+            self._last_ = v
+        self._buffer_.append(self._last_)
+        y = sum(self._buffer_) / len(self._buffer_) if self.params.smooth > 1 else self._last_
+        s = self._hist_stream_.score_one(y)
+        return s if ok else 0.0
+
+
+class EnsembleParams(Params):
+    bins: int = Field(20, ge=2, le=10_000, description="novelty bins over the known value range")
+    prior: float = Field(3.0, ge=1.0, le=1000, description="novelty pseudo-count per bin")
+    smooth: int = Field(5, ge=2, le=1000, description="moving-average length for the smoothed-novelty member")
+    w_value: float = Field(1.0, ge=0, le=1, description="weight of raw value novelty")
+    w_smooth: float = Field(0.9, ge=0, le=1, description="weight of smoothed value novelty")
+    w_robust_z: float = Field(0.0, ge=0, le=1, description="weight of robust_z (through anomaly likelihood)")
+    w_changepoint: float = Field(0.0, ge=0, le=1, description="weight of changepoint (through anomaly likelihood)")
+    w_ewma: float = Field(0.0, ge=0, le=1, description="weight of ewma (through anomaly likelihood)")
+    likelihood_window: int = Field(1000, ge=20, le=100_000, description="rows of raw-score history for the likelihood")
+    likelihood_short: int = Field(1, ge=1, le=1000, description="moving average of raw scores fed to the likelihood")
+    suppress_frac: float = Field(
+        0.5, ge=0, le=10, description="suppression window as a fraction of the fitted history (capped at 750 rows)"
+    )
+
+
+_LIKELIHOOD_MEMBERS = ("robust_z", "changepoint", "ewma")
+
+
+@register
+class Ensemble(Detector):
+    """Weighted max of calibrated members, then one-alarm-per-event suppression (recommended)."""
+
+    name = "ensemble"
+    summary = "Recommended: novelty + smoothed novelty (+ optional likelihood-calibrated members), suppressed"
+    Params = EnsembleParams
+
+    def _members(self) -> list[tuple[str, float]]:
+        p = self.params
+        return [(m, getattr(p, f"w_{m}")) for m in _LIKELIHOOD_MEMBERS if getattr(p, f"w_{m}") > 0]
+
+    def lookback(self) -> int:
+        # context that bounded members + their likelihood need (novelty counts are fitted state)
+        p = self.params
+        need = p.smooth
+        for m, _ in self._members():
+            need = max(need, get(m)().lookback() + p.likelihood_window + p.likelihood_short)
+        return need
+
+    def _fit(self, X: np.ndarray) -> None:
+        p = self.params
+        lo, hi = self.value_range_
+        self.suppress_window_ = int(p.suppress_frac * min(len(X), 750))
+        self.members_ = {}
+        for m, _ in self._members():
+            det = get(m)()
+            det.value_range_, det.n_fit_, det.fill_value_ = self.value_range_, len(X), float(X[-1])
+            det._fit(X)
+            det.context_ = X[:0]
+            self.members_[m] = det
+        self.value_hist_ = _Histogram(lo, hi, p.bins, p.prior)
+        self.smooth_hist_ = _Histogram(lo, hi, p.bins, p.prior)
+        # Score the history as if streamed: it learns the counts and seeds suppression.
+        combined = self._combine(X, 0, self.value_hist_, self.smooth_hist_)
+        self.recent_ = combined[max(len(combined) - self.suppress_window_, 0) :]
+
+    def _combine(self, full: np.ndarray, ctx: int, vh: _Histogram, sh: _Histogram) -> np.ndarray:
+        """Combined (unsuppressed) scores of full[ctx:], full[:ctx] being fitted context."""
+        p = self.params
+        new = full[ctx:]
+        out = p.w_value * vh.scores(new, learn=True)
+        smoothed = rolling(full, p.smooth, "mean")[ctx:]
+        out = np.maximum(out, p.w_smooth * sh.scores(smoothed, learn=True))
+        for m, w in self._members():
+            raw = self.members_[m]._score(full)
+            lik = anomaly_likelihood(raw, p.likelihood_window, p.likelihood_short)[ctx:]
+            out = np.maximum(out, w * lik)
+        return out
+
+    def _suppressed(self, combined: np.ndarray) -> np.ndarray:
+        k = len(self.recent_)
+        return suppress(np.concatenate([self.recent_, combined]), self.suppress_window_)[k:]
+
+    def score(self, x) -> np.ndarray:
+        self._check_fitted()
+        from detectors.base import as_series
+
+        x = as_series(x)
+        bad = ~np.isfinite(x)
+        ctx = self.context_
+        full = np.concatenate([ctx, ffill(x, float(ctx[-1]) if len(ctx) else self.fill_value_)])
+        combined = self._combine(full, len(ctx), self.value_hist_.copy(), self.smooth_hist_.copy())
+        s = np.clip(np.nan_to_num(self._suppressed(combined), nan=0.0), 0.0, 1.0)
+        s[bad] = 0.0
+        return s
+
+    def reset_stream(self) -> None:
+        super().reset_stream()
+        self._vh_ = self.value_hist_.copy()
+        self._sh_ = self.smooth_hist_.copy()
+        self._recent_stream_ = deque(self.recent_.tolist(), maxlen=max(self.suppress_window_, 1))
+
+    def update(self, t, value: float) -> float:
+        self._check_fitted()
+        v = float(value)
+        ok = math.isfinite(v)
+        if ok:
+            self._last_ = v
+        self._buffer_.append(self._last_)
+        p = self.params
+        tail = list(self._buffer_)[-p.smooth :]
+        c = max(p.w_value * self._vh_.score_one(self._last_), p.w_smooth * self._sh_.score_one(sum(tail) / len(tail)))
+        if self._members():
+            buf = np.fromiter(self._buffer_, dtype=float)
+            for m, w in self._members():
+                lik = anomaly_likelihood(self.members_[m]._score(buf), p.likelihood_window, p.likelihood_short)
+                c = max(c, w * float(lik[-1]))
+        if self.suppress_window_ > 0:
+            beats = not self._recent_stream_ or c > max(self._recent_stream_)
+            out = c if beats else 0.0
+            self._recent_stream_.append(c)
+        else:
+            out = c
+        return float(min(max(out, 0.0), 1.0)) if ok else 0.0
