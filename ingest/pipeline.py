@@ -18,6 +18,8 @@ from pulse import envelope
 from pulse.envelope import EnvelopeError, Reason
 
 MAX_QUARANTINE_PAYLOAD = 256 * 1024  # keep a huge garbage payload from bloating the table
+_MQTT_ENVELOPES = metrics.ENVELOPES.labels("mqtt")  # bound once: labels() is a dict lookup under a lock
+_HTTP_ENVELOPES = metrics.ENVELOPES.labels("http")
 
 
 def quarantine_row(transport: str, reason: Reason | str, detail: str | None, payload: bytes, *,
@@ -63,7 +65,7 @@ class Pipeline:
 
     def from_mqtt(self, topic: str, payload: bytes) -> WorkItem:
         """One MQTT message → a work item with one record or one quarantine row."""
-        metrics.ENVELOPES.labels("mqtt").inc()
+        _MQTT_ENVELOPES.inc()
         parts = parse_topic(topic)
         if parts is None:
             return WorkItem(quarantine=[quarantine_row("mqtt", Reason.BAD_TOPIC,
@@ -93,7 +95,7 @@ class Pipeline:
         now = self.now()
         refusal = self._authorise(device.tenant_id, device.device_id) if device.status != "active" else None
         for index, payload in enumerate(payloads):
-            metrics.ENVELOPES.labels("http").inc()
+            _HTTP_ENVELOPES.inc()
             if refusal is not None:
                 reason, detail = refusal
             else:
@@ -110,4 +112,5 @@ class Pipeline:
             item.quarantine.append(quarantine_row("http", reason, detail, payload,
                                                   tenant_id=device.tenant_id, device_id=device.device_id))
             rejected.append({"index": index, "reason": str(reason), "detail": detail})
+        item.count_rows()
         return item, rejected

@@ -35,6 +35,10 @@ app.add_typer(bench_app, name="bench")
 
 
 def _mount_optional() -> None:
+    # Mount `pulse detectors` only when asked for (or for --help): importing the detectors
+    # pulls in scikit-learn, a second of start-up every other command should not pay.
+    if len(sys.argv) > 1 and sys.argv[1] not in ("detectors", "--help", "-h"):
+        return
     try:
         from detectors.cli import app as detectors_app
     except ImportError:
@@ -280,6 +284,7 @@ def ingest_cmd(
     http_port: Annotated[Optional[int], typer.Option(help="HTTP port (default PULSE_HTTP_PORT); 0 disables")] = None,
     worker_id: Annotated[Optional[str], typer.Option(help="stable id of this worker (MQTT session)")] = None,
     duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
+    retire: Annotated[bool, typer.Option(help="delete this worker's broker session (and backlog), then exit")] = False,
 ) -> None:
     """Run the ingest service: MQTT shared subscription + HTTP POST /v1/telemetry."""
     from ingest.service import IngestService
@@ -290,6 +295,17 @@ def ingest_cmd(
     configure_logging()
     settings = get_settings()
     mqtt_url = settings.mqtt_url if mqtt is None else (None if mqtt == "off" else mqtt)
+    if retire:
+        import socket
+
+        from ingest.mqtt import drop_session
+
+        if not mqtt_url:
+            raise UserError("--retire needs the broker: set PULSE_MQTT_URL or --mqtt")
+        client_id = f"{settings.mqtt_client_id}-{worker_id or socket.gethostname()}"
+        drop_session(mqtt_url, client_id)
+        err_console.print(f"session {client_id} deleted at the broker")
+        return
     port = settings.http_port if http_port is None else (http_port or None)
     url = db.database_url()
     db.migrate(url)
@@ -386,6 +402,28 @@ def simulate_cmd(
                                   duration_s=duration, faults=faults, dropout=dropout)
     console.print(f"live: sent {stats.sent:,}, acknowledged {stats.acked:,}, failed {stats.failed:,}, "
                   f"offline/dropped {stats.skipped_offline:,} in {stats.seconds:.1f}s")
+
+
+# ------------------------------------------------------------------ demo
+
+
+@app.command("demo")
+def demo_cmd(
+    duration: Annotated[Optional[float], typer.Option(help="seconds of live simulation (default: until Ctrl-C)")] = None,
+    devices: Annotated[int, typer.Option(min=1)] = 60,
+    history_days: Annotated[float, typer.Option(min=0)] = 1.0,
+    rate: Annotated[float, typer.Option(min=1, help="live envelopes per second")] = 200.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the platform end to end: database, fleet, history, ingest, live telemetry, summary."""
+    from pulse import demo
+
+    summary = demo.run(demo.DemoOptions(devices, history_days, duration, rate), err_console)
+    if as_json:
+        _print_json(summary)
+    else:
+        for key, value in summary.items():
+            console.print(f"{key}: {value}")
 
 
 # ------------------------------------------------------------------ status

@@ -48,6 +48,7 @@ METRIC_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:/-]{0,127}$")
 MAX_METRICS = 1000
 MAX_TAGS = 64
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)  # a device without a set clock reports 1970
+_valid_metric_names: set[str] = set()  # names already checked against METRIC_RE (hot path)
 
 
 @dataclass(slots=True)
@@ -102,8 +103,11 @@ def _validate_v1(env: _EnvelopeV1, now: datetime, max_skew: timedelta) -> Teleme
         raise EnvelopeError(Reason.SCHEMA, f"{len(env.metrics)} metrics (max {MAX_METRICS})")
     metrics: dict[str, float] = {}
     for name, value in env.metrics.items():
-        if not METRIC_RE.match(name):
-            raise EnvelopeError(Reason.SCHEMA, f"metric name {name[:64]!r} is not valid")
+        if name not in _valid_metric_names:
+            if not METRIC_RE.match(name):
+                raise EnvelopeError(Reason.SCHEMA, f"metric name {name[:64]!r} is not valid")
+            if len(_valid_metric_names) < 100_000:  # a fleet has few distinct names; bound it anyway
+                _valid_metric_names.add(name)
         if value is True or value is False:
             metrics[name] = 1.0 if value else 0.0
         elif math.isfinite(value):

@@ -128,7 +128,7 @@ fi
 DROPIN_TEXT="# managed by pulse scripts/services.sh
 max_queued_messages 0
 max_queued_bytes 1073741824
-max_inflight_messages 1000
+max_inflight_messages 10000
 persistent_client_expiration 7d
 autosave_interval 30"
 grep -Eq '^\s*persistence\s+true' "$MQ_CONF" || DROPIN_TEXT="$DROPIN_TEXT
@@ -142,7 +142,8 @@ mq_pid() { pgrep -x mosquitto | head -1; }
 if [ -n "$(mq_pid)" ] && [ "$changed" = 1 ]; then
     log "restarting Mosquitto with the Pulse settings"
     $SUDO kill "$(mq_pid)"
-    for _ in $(seq 50); do [ -z "$(mq_pid)" ] && break; sleep 0.1; done
+    # it saves its persistence file on the way out, which takes a while with a backlog
+    for _ in $(seq 600); do [ -z "$(mq_pid)" ] && break; sleep 0.1; done
 fi
 if [ -z "$(mq_pid)" ]; then
     $SUDO mosquitto -d -c "$MQ_CONF"
@@ -151,5 +152,6 @@ for _ in $(seq 50); do
     mosquitto_pub -h 127.0.0.1 -p 1883 -t pulse/health -m ok -q 1 2>/dev/null && break
     sleep 0.1
 done
-mosquitto_pub -h 127.0.0.1 -p 1883 -t pulse/health -m ok -q 1 || { log "Mosquitto did not come up"; exit 1; }
+mosquitto_pub -h 127.0.0.1 -p 1883 -t pulse/health -m ok -q 1 \
+    || { log "Mosquitto did not come up:"; tail -5 /var/log/mosquitto/mosquitto.log 2>/dev/null; exit 1; }
 log "Mosquitto $(mosquitto -h 2>/dev/null | head -1 | awk '{print $3}') on 127.0.0.1:1883 (persistence on, unbounded queue)"

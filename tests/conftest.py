@@ -15,7 +15,8 @@ import pytest
 ADMIN_URL = os.environ.get("PULSE_TEST_ADMIN_URL", "postgresql://pulse:pulse@127.0.0.1:5432/postgres")
 MQTT_URL = os.environ.get("PULSE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
-TABLES = ["telemetry", "quarantine", "device_state", "devices", "sites", "tenants", "ingest_hours"]
+TABLES = ["telemetry", "quarantine", "device_state", "devices", "sites", "tenants", "ingest_hours", "lake_exports",
+          "asset_check_results"]
 
 
 def _url_for(db: str) -> str:

@@ -1,7 +1,10 @@
 -- Long-format telemetry. A TimescaleDB hypertable where the extension is available
--- (scripts/services.sh builds it), a plain table with a BRIN time index otherwise
--- (the embedded store). The unique series index serves both the queries (latest values
--- of a device's metric, ranges per series) and idempotent redelivery.
+-- (scripts/services.sh builds it), a plain table otherwise (the embedded store).
+-- Indexes: the unique series index serves the queries (latest values of a device's
+-- metric, ranges per series) and idempotent redelivery. Time-range scans across the
+-- fleet (hourly lake export) use a BRIN index: rows arrive nearly in time order, and a
+-- btree on time would cost ~40% of COPY throughput (measured: 104k vs 64k rows/s), so
+-- the hypertable's default time index is not created.
 create table if not exists telemetry (
     time      timestamptz not null,
     tenant_id text not null,
@@ -23,10 +26,9 @@ begin
     end if;
     if exists (select 1 from pg_extension where extname = 'timescaledb') then
         perform create_hypertable('telemetry', 'time', chunk_time_interval => interval '1 day',
-                                  if_not_exists => true);
-    else
-        create index if not exists telemetry_time_brin on telemetry using brin (time);
+                                  create_default_indexes => false, if_not_exists => true);
     end if;
+    create index if not exists telemetry_time_brin on telemetry using brin (time);
 end
 $$;
 
