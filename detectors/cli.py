@@ -164,3 +164,8 @@ def main() -> None:  # for `python -m detectors.cli`
 
 if __name__ == "__main__":
     main()
+
+
+def register(root: typer.Typer) -> None:
+    """Mount as `pulse detectors`."""
+    root.add_typer(app, name="detectors", help="Anomaly detectors and the NAB benchmark.")

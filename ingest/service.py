@@ -22,11 +22,16 @@ log = structlog.get_logger("pulse.ingest")
 
 class IngestService:
     def __init__(self, settings: Settings, database_url: str, *, mqtt_url: str | None = None,
-                 http_port: int | None = None, worker_id: str | None = None):
+                 http_port: int | None = None, worker_id: str | None = None,
+                 listeners: list | None = None):
+        """``listeners``: objects with ``on_committed(records)`` (called after each commit,
+        must not block) and optional ``start()``/``stop()`` — the alert engine's hook."""
         self.settings = settings
         self.directory = DeviceDirectory(database_url)
+        self.listeners = list(listeners or [])
         self.writer = BatchWriter(database_url, max_batch_rows=settings.batch_max_rows,
-                                  linger_ms=settings.batch_linger_ms, max_queue_rows=settings.queue_max_rows)
+                                  linger_ms=settings.batch_linger_ms, max_queue_rows=settings.queue_max_rows,
+                                  on_commit=[listener.on_committed for listener in self.listeners])
         self.pipeline = Pipeline(self.directory, max_skew_s=settings.max_clock_skew_s)
         worker = worker_id or socket.gethostname()
         self.mqtt = (MqttIngest(mqtt_url, self.pipeline, self.writer,
@@ -41,6 +46,9 @@ class IngestService:
         return {"mqtt_connected": self.mqtt.connected.is_set() if self.mqtt else None}
 
     def start(self) -> None:
+        for listener in self.listeners:
+            if hasattr(listener, "start"):
+                listener.start()
         self.directory.start()
         self.writer.start()
         if self.mqtt is not None:
@@ -71,6 +79,9 @@ class IngestService:
         if self.mqtt is not None:
             self.mqtt.stop()
         self.directory.stop()
+        for listener in self.listeners:
+            if hasattr(listener, "stop"):
+                listener.stop()
         log.info("ingest stopped", inserted=self.writer.totals.inserted, duplicates=self.writer.totals.duplicates,
                  quarantined=self.writer.totals.quarantined)
 

@@ -249,12 +249,16 @@ class QueueFull(Exception):
 
 class BatchWriter:
     def __init__(self, url: str, *, max_batch_rows: int = 20_000, linger_ms: int = 50,
-                 max_queue_rows: int = 200_000, on_batch: Callable[[BatchResult], None] | None = None):
+                 max_queue_rows: int = 200_000, on_batch: Callable[[BatchResult], None] | None = None,
+                 on_commit: Sequence[Callable[[list[Record]], None]] = ()):
         self.url = url
         self.max_batch_rows = max_batch_rows
         self.linger_s = linger_ms / 1000.0
         self.max_queue_rows = max_queue_rows
         self.on_batch = on_batch
+        # Called with the records of each committed batch (the alert engine's feed). Must
+        # not block: listeners queue the work and do it on their own threads.
+        self.on_commit = list(on_commit)
         self._queue: deque[WorkItem] = deque()
         self._queued_rows = 0
         self._cond = threading.Condition()
@@ -381,6 +385,13 @@ class BatchWriter:
             self.totals.inserted += result.inserted
             self.totals.duplicates += result.duplicates
             self.totals.quarantined += result.quarantined
+            if self.on_commit:
+                records = [r for item in batch for r in item.records]
+                for listener in self.on_commit:
+                    try:
+                        listener(records)
+                    except Exception:  # a listener must never stop ingest
+                        log.exception("commit listener failed")
             for item in batch:
                 if item.done is not None:
                     try:

@@ -34,16 +34,30 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(bench_app, name="bench")
 
 
+# Commands that live with their package, mounted only when asked for (or for --help):
+# importing them pulls in scikit-learn, pysnmp and friends, start-up that every other
+# command should not pay. Each module offers `register(app)`.
+PLUGINS = {
+    "detectors": "detectors.cli",
+    "alerts": "alerting.cli", "silences": "alerting.cli", "rules": "alerting.cli",
+    "notify": "alerting.notify_cli", "deliveries": "alerting.notify_cli", "oncall": "alerting.notify_cli",
+    "app": "app.cli",
+}
+
+
 def _mount_optional() -> None:
-    # Mount `pulse detectors` only when asked for (or for --help): importing the detectors
-    # pulls in scikit-learn, a second of start-up every other command should not pay.
-    if len(sys.argv) > 1 and sys.argv[1] not in ("detectors", "--help", "-h"):
-        return
-    try:
-        from detectors.cli import app as detectors_app
-    except ImportError:
-        return
-    app.add_typer(detectors_app, name="detectors", help="Anomaly detectors and the NAB benchmark.")
+    import importlib
+
+    wanted = sys.argv[1] if len(sys.argv) > 1 else "--help"
+    modules = set(PLUGINS.values()) if wanted.startswith("-") else {PLUGINS.get(wanted)} - {None}
+    for name in sorted(modules):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that part of the platform is not built yet
+                continue
+            raise
+        module.register(app)
 
 
 def _connect():
@@ -248,20 +262,21 @@ def config_apply(
     tokens_out: Annotated[Optional[Path], typer.Option(help="write new device tokens to this CSV")] = None,
 ) -> None:
     """Validate and apply a configuration file in one transaction."""
-    from pulse import config
+    from alerting import config
 
     cfg = config.load(file)
     with _connect() as conn:
         summary = config.apply(conn, cfg, prune=prune)
+    objects = ", ".join(f"{n} {kind}(s)" for kind, n in summary["objects"].items())
     console.print(f"applied {file}: {summary['tenants']} tenant(s), {summary['sites']} site(s), "
-                  f"{summary['devices']} device(s), {summary['pruned']} pruned")
+                  f"{summary['devices']} device(s){', ' + objects if objects else ''}, {summary['pruned']} pruned")
     _show_tokens(summary["tokens"], tokens_out)
 
 
 @config_app.command("validate")
 def config_validate(file: Path) -> None:
     """Validate a configuration file without applying it."""
-    from pulse import config
+    from alerting import config
 
     cfg = config.load(file)
     console.print(f"{file} is valid: {len(cfg.tenants)} tenant(s)")
@@ -270,7 +285,7 @@ def config_validate(file: Path) -> None:
 @config_app.command("schema")
 def config_schema() -> None:
     """Print the JSON Schema of the configuration file."""
-    from pulse import config
+    from alerting import config
 
     _print_json(config.json_schema())
 

@@ -139,7 +139,11 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-_RELATIVE_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.[A-Za-z_]\w*)*): (.*)$", re.S)
+_RELATIVE_PATH = re.compile(r"^([A-Za-z_]\w*(?:\[\d+\]|\.\w+)*): (.*)$", re.S)
+
+
+_INTERNAL_LOC = {"settings", "threshold", "window", "composite", "absence", "anomaly", "fleet", "rule",
+                 "slack", "pagerduty", "teams", "webhook", "email", "snmp", "mqtt"}
 
 
 def _parse_path(text: str) -> tuple[Any, ...]:
@@ -149,7 +153,9 @@ def _parse_path(text: str) -> tuple[Any, ...]:
 def format_validation_error(exc: ValidationError, source: str, root: yaml.Node | None) -> str:
     lines = [f"{source}: invalid configuration ({exc.error_count()} error(s))"]
     for err in exc.errors():
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        # drop pydantic's internal steps (validator names, union tags, wrapper fields)
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and (p.startswith("function-")
+                                                                           or p in _INTERNAL_LOC)))
         message = err["msg"].removeprefix("Value error, ")
         # Cross-field validators name the field inside the model ("devices[0].site: ...");
         # fold it into the location so the path and line point at the field itself.
@@ -163,15 +169,18 @@ def format_validation_error(exc: ValidationError, source: str, root: yaml.Node |
     return "\n".join(lines)
 
 
-def load(path: Path) -> PulseConfig:
+def load(path: Path, model: type[PulseConfig] = PulseConfig) -> PulseConfig:
     try:
         text = path.read_text()
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror}") from None
-    return loads(text, source=str(path))
+    return loads(text, source=str(path), model=model)
 
 
-def loads(text: str, source: str = "<config>") -> PulseConfig:
+def loads(text: str, source: str = "<config>", model: type[PulseConfig] | None = None) -> PulseConfig:
+    """Parse and validate; ``model`` is the configuration class (the platform's full
+    configuration extends the kernel's with the alerting sections)."""
+    model = model or PulseConfig
     try:
         root = yaml.compose(text)
         data = yaml.safe_load(text)
@@ -182,7 +191,7 @@ def loads(text: str, source: str = "<config>") -> PulseConfig:
     if not isinstance(data, dict):
         raise UserError(f"{source}: the top level must be a mapping (tenants: ...)")
     try:
-        return PulseConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         raise UserError(format_validation_error(exc, source, root)) from None
 

@@ -16,7 +16,8 @@ ADMIN_URL = os.environ.get("PULSE_TEST_ADMIN_URL", "postgresql://pulse:pulse@127
 MQTT_URL = os.environ.get("PULSE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 
 TABLES = ["telemetry", "quarantine", "device_state", "devices", "sites", "tenants", "ingest_hours", "lake_exports",
-          "asset_check_results"]
+          "asset_check_results", "config_objects", "alerts", "alert_events", "notification_outbox", "silences",
+          "engine_snapshots"]
 
 
 def _url_for(db: str) -> str:
