@@ -1,0 +1,594 @@
+"""Every read the Streamlit app makes, in one place, with tenancy enforced here.
+
+Pages never open connections or write SQL: they call the public functions below.
+Tenancy: ``PULSE_APP_TENANT`` pins the viewer to one tenant. Every public function
+resolves the caller's tenant filter through ``scope()`` *before* the cached function runs,
+and the resolved scope (plus the database URL) is part of the cache key, so a result
+computed for one tenant can never be served to a viewer of another.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import psycopg
+import streamlit as st
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+TTL_LIVE = 15  # seconds: device state, KPIs, alerts
+TTL_SLOW = 120  # seconds: registry lists, lake bookkeeping, NAB files
+ONLINE_WITHIN = timedelta(minutes=10)  # a device seen within this is "online"
+MAX_POINTS = 2000  # per series sent to the browser
+GRAIN_SECONDS = {"1m": 60, "1h": 3600, "1d": 86400}
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached: pages show this message instead of a traceback."""
+
+
+class TenantAccessDenied(PermissionError):
+    """A viewer pinned to one tenant asked for another tenant's data."""
+
+
+# ------------------------------------------------------------------ tenancy
+
+
+def viewer_tenant() -> str | None:
+    """The tenant this app instance is pinned to (``PULSE_APP_TENANT``), or None for all."""
+    value = os.environ.get("PULSE_APP_TENANT", "").strip()
+    return value or None
+
+
+def scope(tenant: str | None = None) -> tuple[str, ...] | None:
+    """Tenants a query may read: None = all (unpinned viewer, no filter)."""
+    pinned = viewer_tenant()
+    if pinned is not None:
+        if tenant is not None and tenant != pinned:
+            raise TenantAccessDenied(f"this app is limited to tenant {pinned!r}")
+        return (pinned,)
+    return (tenant,) if tenant else None
+
+
+def _one_tenant(tenant: str | None) -> str:
+    """Device-level reads need exactly one tenant (device ids are unique per tenant)."""
+    s = scope(tenant)
+    if not s:
+        raise ValueError("choose a tenant")
+    return s[0]
+
+
+# ------------------------------------------------------------------ connections
+
+
+def database_url() -> str:
+    from pulse import db
+    from pulse.errors import UserError
+
+    try:
+        return db.database_url()
+    except UserError as exc:
+        raise StoreUnavailable(str(exc)) from exc
+    except Exception as exc:  # embedded server failed to start
+        raise StoreUnavailable(f"the embedded database could not start: {exc}") from exc
+
+
+@st.cache_resource(show_spinner=False)
+def _pool(url: str):
+    from psycopg_pool import ConnectionPool
+
+    # Fail fast with one direct attempt: a pool would retry in the background for its
+    # whole timeout, and an unreachable store should show a message within seconds.
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.OperationalError as exc:
+        from pulse.db import first_line, redact_url
+
+        raise StoreUnavailable(f"cannot reach the database at {redact_url(url)}: {first_line(exc)}") from exc
+    return ConnectionPool(url, min_size=1, max_size=4, kwargs={"autocommit": True}, open=True, timeout=15,
+                          name="pulse-app")
+
+
+@contextmanager
+def connection(url: str | None = None):
+    url = url or database_url()
+    try:
+        with _pool(url).connection() as conn:
+            yield conn
+    except psycopg.OperationalError as exc:
+        from pulse.db import first_line
+
+        raise StoreUnavailable(f"the database connection failed: {first_line(exc)}") from exc
+
+
+def _rows(url: str, sql: str, params: dict | Sequence = ()) -> list[dict]:
+    with connection(url) as conn:
+        with conn.cursor(row_factory=dict_row) as cur:
+            return cur.execute(sql, params).fetchall()
+
+
+def _frame(rows: list[dict], schema: dict) -> pl.DataFrame:
+    if not rows:
+        return pl.DataFrame(schema=schema)
+    return pl.DataFrame(rows, schema=schema, orient="row", strict=False)
+
+
+def clear_caches() -> None:
+    st.cache_data.clear()
+
+
+def ping() -> None:
+    """Raise StoreUnavailable unless the store answers."""
+    with connection() as conn:
+        conn.execute("select 1")
+
+
+# ------------------------------------------------------------------ registry / fleet
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _tenants(url: str, sc: tuple[str, ...] | None) -> list[dict]:
+    return _rows(url, """select tenant_id, name from tenants
+                         where (%(ts)s::text[] is null or tenant_id = any(%(ts)s)) order by tenant_id""",
+                 {"ts": list(sc) if sc else None})
+
+
+def tenants() -> list[dict]:
+    return _tenants(database_url(), scope())
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _sites(url: str, sc) -> pl.DataFrame:
+    rows = _rows(url, """select s.tenant_id, s.site_id, s.name, s.latitude, s.longitude, count(d.device_id) as devices
+                         from sites s left join devices d using (tenant_id, site_id)
+                         where (%(ts)s::text[] is null or s.tenant_id = any(%(ts)s))
+                         group by 1, 2, 3, 4, 5 order by 1, 2""", {"ts": list(sc) if sc else None})
+    return _frame(rows, {"tenant_id": pl.String, "site_id": pl.String, "name": pl.String,
+                         "latitude": pl.Float64, "longitude": pl.Float64, "devices": pl.Int64})
+
+
+def sites(tenant: str | None = None) -> pl.DataFrame:
+    return _sites(database_url(), scope(tenant))
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _fleet_kpis(url: str, sc, online_s: float) -> dict:
+    p = {"ts": list(sc) if sc else None, "online": timedelta(seconds=online_s)}
+    dev = _rows(url, """select count(*) as devices,
+                               count(s.device_id) filter (where s.last_seen >= now() - %(online)s) as online,
+                               count(s.device_id) filter (where s.last_seen < now() - %(online)s) as offline,
+                               count(*) filter (where s.device_id is null) as never_seen,
+                               count(*) filter (where d.status = 'disabled') as disabled,
+                               max(s.last_seen) as newest
+                        from devices d left join device_state s using (tenant_id, device_id)
+                        where (%(ts)s::text[] is null or d.tenant_id = any(%(ts)s))""", p)[0]
+    sev = _rows(url, """select severity, count(*) as n from alerts
+                        where state <> 'resolved' and not shadow
+                          and (%(ts)s::text[] is null or tenant_id = any(%(ts)s))
+                        group by 1 order by 2 desc""", p)
+    ing = _rows(url, """select coalesce(sum(rows), 0) as rows,
+                               min(hour) as since
+                        from ingest_hours
+                        where hour >= date_trunc('hour', now()) - interval '1 hour'
+                          and (%(ts)s::text[] is null or tenant_id = any(%(ts)s))""", p)[0]
+    now = datetime.now(UTC)
+    rate = 0.0
+    if ing["rows"] and ing["since"] is not None:
+        # rows of the previous and the current (partial) hour over the time they span
+        rate = float(ing["rows"]) / max((now - ing["since"]).total_seconds(), 1.0)
+    newest = dev["newest"]
+    return {
+        "devices": dev["devices"], "online": dev["online"], "offline": dev["offline"],
+        "never_seen": dev["never_seen"], "disabled": dev["disabled"],
+        "open_alerts": {r["severity"]: r["n"] for r in sev},
+        "ingest_rows_per_s": rate,
+        "newest_reading": newest,
+        "freshness_s": (now - newest).total_seconds() if newest else None,
+    }
+
+
+def fleet_kpis(tenant: str | None = None) -> dict:
+    return _fleet_kpis(database_url(), scope(tenant), ONLINE_WITHIN.total_seconds())
+
+
+DEVICE_STATUSES = ("online", "offline", "never seen", "disabled")
+
+DEVICE_SCHEMA = {"tenant_id": pl.String, "device_id": pl.String, "name": pl.String, "site_id": pl.String,
+                 "device_type": pl.String, "status": pl.String, "tags": pl.String,
+                 "last_seen": pl.Datetime("us", "UTC"), "rows": pl.Int64}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _devices(url: str, sc, search: str, site_ids: tuple[str, ...], tags: tuple[tuple[str, str], ...],
+             statuses: tuple[str, ...], online_s: float, limit: int) -> pl.DataFrame:
+    rows = _rows(url, """
+        select * from (
+            select d.tenant_id, d.device_id, d.name, d.site_id, d.device_type,
+                   case when d.status = 'disabled' then 'disabled'
+                        when s.device_id is null then 'never seen'
+                        when s.last_seen >= now() - %(online)s then 'online'
+                        else 'offline' end as status,
+                   d.tags::text as tags, s.last_seen, coalesce(s.rows, 0) as rows
+            from devices d left join device_state s using (tenant_id, device_id)
+            where (%(ts)s::text[] is null or d.tenant_id = any(%(ts)s))
+              and (%(q)s = '' or d.device_id ilike %(like)s or coalesce(d.name, '') ilike %(like)s)
+              and (cardinality(%(sites)s::text[]) = 0 or d.site_id = any(%(sites)s))
+              and d.tags @> %(tags)s
+        ) f
+        where cardinality(%(st)s::text[]) = 0 or status = any(%(st)s)
+        order by tenant_id, device_id limit %(limit)s""",
+        {"ts": list(sc) if sc else None, "online": timedelta(seconds=online_s), "q": search,
+         "like": f"%{search}%", "sites": list(site_ids), "tags": Jsonb(dict(tags)), "st": list(statuses),
+         "limit": limit})
+    return _frame(rows, DEVICE_SCHEMA)
+
+
+def devices(tenant: str | None = None, *, search: str = "", site_ids: Sequence[str] = (),
+            tags: dict[str, str] | None = None, statuses: Sequence[str] = (), limit: int = 50_000) -> pl.DataFrame:
+    """The filtered fleet: tags must all match (``tags @> {...}``), statuses any of DEVICE_STATUSES."""
+    return _devices(database_url(), scope(tenant), search.strip(), tuple(sorted(site_ids)),
+                    tuple(sorted((tags or {}).items())), tuple(sorted(statuses)), ONLINE_WITHIN.total_seconds(),
+                    limit)
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _tag_options(url: str, sc) -> list[str]:
+    rows = _rows(url, """select distinct t.key || '=' || t.value as tag
+                         from devices d, jsonb_each_text(d.tags) t
+                         where (%(ts)s::text[] is null or d.tenant_id = any(%(ts)s)) order by 1 limit 500""",
+                 {"ts": list(sc) if sc else None})
+    return [r["tag"] for r in rows]
+
+
+def tag_options(tenant: str | None = None) -> list[str]:
+    return _tag_options(database_url(), scope(tenant))
+
+
+def parse_tags(pairs: Sequence[str]) -> dict[str, str]:
+    """``["fw=1.4", "type=pump"]`` → dict (the key=value options of ``tag_options``)."""
+    out = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        out[key] = value
+    return out
+
+
+# ------------------------------------------------------------------ one device
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _device(url: str, tenant: str, device_id: str) -> dict | None:
+    rows = _rows(url, """select d.tenant_id, d.device_id, d.name, d.site_id, d.device_type, d.tags, d.status,
+                                d.token_created_at, d.created_at, s.last_seen, s.last_received_at,
+                                s.last_values, s.rows,
+                                now() - d.token_created_at as token_age
+                         from devices d left join device_state s using (tenant_id, device_id)
+                         where d.tenant_id = %s and d.device_id = %s""", (tenant, device_id))
+    return rows[0] if rows else None
+
+
+def device(tenant: str | None, device_id: str) -> dict | None:
+    return _device(database_url(), _one_tenant(tenant), device_id)
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _device_metrics(url: str, tenant: str, device_id: str) -> list[str]:
+    rows = _rows(url, """select coalesce((select array(select jsonb_object_keys(last_values) order by 1)
+                                          from device_state where tenant_id = %(t)s and device_id = %(d)s),
+                                         '{}') as keys""", {"t": tenant, "d": device_id})
+    keys = rows[0]["keys"] if rows else []
+    if keys:
+        return list(keys)
+    # no device_state yet (e.g. data written around ingest): ask the series index
+    rows = _rows(url, """select distinct metric from telemetry where tenant_id = %(t)s and device_id = %(d)s
+                         order by 1 limit 200""", {"t": tenant, "d": device_id})
+    return [r["metric"] for r in rows]
+
+
+def device_metrics(tenant: str | None, device_id: str) -> list[str]:
+    return _device_metrics(database_url(), _one_tenant(tenant), device_id)
+
+
+def pick_grain(span_s: float, raw_points: int, max_points: int = MAX_POINTS) -> str:
+    """The finest grain that keeps a series within ``max_points``: raw, 1m, 1h or 1d."""
+    if raw_points <= max_points:
+        return "raw"
+    for grain in ("1m", "1h", "1d"):
+        if span_s / GRAIN_SECONDS[grain] <= max_points:
+            return grain
+    return "1d"
+
+
+def downsample(frame: pl.DataFrame, max_points: int = MAX_POINTS, by: str = "metric",
+               time_col: str = "time", value_col: str = "value") -> pl.DataFrame:
+    """At most ``max_points`` rows per series, keeping each chunk's min and max (peaks survive)."""
+    if frame.is_empty():
+        return frame
+    parts = []
+    for _, part in frame.sort([by, time_col]).group_by(by, maintain_order=True):
+        n = part.height
+        if n <= max_points:
+            parts.append(part)
+            continue
+        chunks = max_points // 2
+        idx = (np.arange(n) * chunks // n)
+        keep = (part.with_columns(pl.Series("_chunk", idx), pl.int_range(n).alias("_i"))
+                .group_by("_chunk")
+                .agg(pl.col("_i").get(pl.col(value_col).arg_min()).alias("lo"),
+                     pl.col("_i").get(pl.col(value_col).arg_max()).alias("hi")))
+        rows = np.unique(np.concatenate([keep["lo"].to_numpy(), keep["hi"].to_numpy()]))
+        parts.append(part[rows])
+    return pl.concat(parts)
+
+
+SERIES_SCHEMA = {"metric": pl.String, "time": pl.Datetime("us", "UTC"), "value": pl.Float64,
+                 "min": pl.Float64, "max": pl.Float64}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _series(url: str, tenant: str, device_id: str, metrics: tuple[str, ...], start: datetime, end: datetime,
+            grain: str, lake_dir: str, max_points: int) -> tuple[pl.DataFrame, str]:
+    p = {"t": tenant, "d": device_id, "m": list(metrics), "s": start, "e": end}
+    if grain == "auto":
+        counts = _rows(url, """select count(*) as n from telemetry where tenant_id = %(t)s and device_id = %(d)s
+                               and metric = any(%(m)s) and time >= %(s)s and time < %(e)s
+                               group by metric order by 1 desc limit 1""", p)
+        grain = pick_grain((end - start).total_seconds(), counts[0]["n"] if counts else 0, max_points)
+    if grain == "raw":
+        rows = _rows(url, """select metric, time, value, value as min, value as max from telemetry
+                             where tenant_id = %(t)s and device_id = %(d)s and metric = any(%(m)s)
+                               and time >= %(s)s and time < %(e)s order by metric, time""", p)
+        frame = _frame(rows, SERIES_SCHEMA)
+    else:
+        from assets.realtime import query_rollup
+
+        with connection(url) as conn:
+            roll = query_rollup(conn, Path(lake_dir), tenant, [device_id], list(metrics), start, end, grain)
+        frame = roll.select(pl.col("metric"), pl.col("bucket").alias("time"), pl.col("mean").alias("value"),
+                            pl.col("min"), pl.col("max")).cast(SERIES_SCHEMA)
+    return downsample(frame, max_points), grain
+
+
+def series(tenant: str | None, device_id: str, metrics: Sequence[str], start: datetime, end: datetime,
+           grain: str = "auto", max_points: int = MAX_POINTS) -> tuple[pl.DataFrame, str]:
+    """Time series of a device's metrics, ≤ ``max_points`` per metric. Returns (frame, grain used).
+
+    Raw rows when they fit, otherwise the lake rollups + live tail (``query_rollup``)."""
+    from pulse.settings import get_settings
+
+    if not metrics:
+        return pl.DataFrame(schema=SERIES_SCHEMA), grain
+    return _series(database_url(), _one_tenant(tenant), device_id, tuple(sorted(metrics)), start, end, grain,
+                   str(get_settings().lake_path), max_points)
+
+
+ALERT_SCHEMA = {"alert_id": pl.String, "tenant_id": pl.String, "rule_id": pl.String, "device_id": pl.String,
+                "site_id": pl.String, "severity": pl.String, "state": pl.String, "summary": pl.String,
+                "value": pl.Float64, "count": pl.Int64, "started_at": pl.Datetime("us", "UTC"),
+                "last_seen": pl.Datetime("us", "UTC"), "acknowledged_by": pl.String,
+                "resolved_at": pl.Datetime("us", "UTC"), "ended_at": pl.Datetime("us", "UTC")}
+_ALERT_COLS = """alert_id, tenant_id, rule_id, device_id, site_id, severity, state, summary, value, count,
+                 started_at, last_seen, acknowledged_by, resolved_at, coalesce(resolved_at, now()) as ended_at"""
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _device_alerts(url: str, tenant: str, device_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+    rows = _rows(url, f"""select {_ALERT_COLS} from alerts
+                          where tenant_id = %(t)s and device_id = %(d)s and not shadow
+                            and started_at < %(e)s and coalesce(resolved_at, now()) >= %(s)s
+                          order by started_at""", {"t": tenant, "d": device_id, "s": start, "e": end})
+    return _frame(rows, ALERT_SCHEMA)
+
+
+def device_alerts(tenant: str | None, device_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+    return _device_alerts(database_url(), _one_tenant(tenant), device_id, start, end)
+
+
+# ------------------------------------------------------------------ alerts
+
+
+ALERT_STATES = ("pending", "firing", "acknowledged", "flapping", "resolved")
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _alerts(url: str, sc, states: tuple[str, ...], severities: tuple[str, ...], search: str,
+            since: datetime | None, limit: int) -> pl.DataFrame:
+    rows = _rows(url, f"""select {_ALERT_COLS} from alerts
+                          where (%(ts)s::text[] is null or tenant_id = any(%(ts)s)) and not shadow
+                            and (cardinality(%(st)s::text[]) = 0 or state = any(%(st)s))
+                            and (cardinality(%(sev)s::text[]) = 0 or severity = any(%(sev)s))
+                            and (%(q)s = '' or alert_id ilike %(like)s or rule_id ilike %(like)s
+                                 or coalesce(device_id, '') ilike %(like)s or coalesce(summary, '') ilike %(like)s)
+                            and (%(since)s::timestamptz is null or coalesce(resolved_at, now()) >= %(since)s)
+                          order by started_at desc limit %(limit)s""",
+                 {"ts": list(sc) if sc else None, "st": list(states), "sev": list(severities), "q": search,
+                  "like": f"%{search}%", "since": since, "limit": limit})
+    return _frame(rows, ALERT_SCHEMA)
+
+
+def alerts(tenant: str | None = None, *, states: Sequence[str] = (), severities: Sequence[str] = (),
+           search: str = "", since: datetime | None = None, limit: int = 1000) -> pl.DataFrame:
+    return _alerts(database_url(), scope(tenant), tuple(sorted(states)), tuple(sorted(severities)),
+                   search.strip(), since, limit)
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _severities(url: str, sc) -> list[str]:
+    rows = _rows(url, """select distinct severity from alerts where (%(ts)s::text[] is null or tenant_id = any(%(ts)s))
+                         order by 1""", {"ts": list(sc) if sc else None})
+    return [r["severity"] for r in rows]
+
+
+def severities(tenant: str | None = None) -> list[str]:
+    return _severities(database_url(), scope(tenant))
+
+
+EVENT_SCHEMA = {"event_id": pl.Int64, "at": pl.Datetime("us", "UTC"), "action": pl.String,
+                "from_state": pl.String, "to_state": pl.String, "actor": pl.String, "reason": pl.String,
+                "value": pl.Float64, "notify": pl.Boolean, "silenced": pl.Boolean}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _alert_events(url: str, sc, alert_id: str) -> pl.DataFrame:
+    # joined to alerts so the tenant scope applies to the audit trail too
+    rows = _rows(url, """select e.event_id, e.at, e.action, e.from_state, e.to_state, e.actor, e.reason, e.value,
+                                e.notify, e.silenced
+                         from alert_events e join alerts a using (alert_id)
+                         where e.alert_id = %(a)s and (%(ts)s::text[] is null or a.tenant_id = any(%(ts)s))
+                         order by e.event_id""", {"a": alert_id, "ts": list(sc) if sc else None})
+    return _frame(rows, EVENT_SCHEMA)
+
+
+def alert_events(tenant: str | None, alert_id: str) -> pl.DataFrame:
+    return _alert_events(database_url(), scope(tenant), alert_id)
+
+
+def alert_visible(tenant: str | None, alert_id: str) -> bool:
+    """Whether the viewer may see (and act on) this alert: checked before any action."""
+    rows = _rows(database_url(), """select 1 from alerts where alert_id = %(a)s
+                                    and (%(ts)s::text[] is null or tenant_id = any(%(ts)s))""",
+                 {"a": alert_id, "ts": list(scope(tenant) or []) or None})
+    return bool(rows)
+
+
+# ------------------------------------------------------------------ data health
+
+
+CHECK_SCHEMA = {"asset_key": pl.String, "check_name": pl.String, "partition_key": pl.String, "passed": pl.Boolean,
+                "severity": pl.String, "metadata": pl.String, "checked_at": pl.Datetime("us", "UTC")}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _check_results(url: str, with_metadata: bool, limit: int) -> pl.DataFrame:
+    rows = _rows(url, """select * from (
+                             select distinct on (asset_key, check_name, partition_key)
+                                    asset_key, check_name, partition_key, passed, severity,
+                                    case when %(md)s then metadata::text end as metadata, checked_at
+                             from asset_check_results
+                             order by asset_key, check_name, partition_key, checked_at desc) latest
+                         order by passed, checked_at desc limit %(n)s""", {"md": with_metadata, "n": limit})
+    return _frame(rows, CHECK_SCHEMA)
+
+
+def check_results(limit: int = 500) -> pl.DataFrame:
+    """Newest result per (asset, check, partition). Checks are platform-wide; their metadata
+    can describe every tenant, so a viewer pinned to one tenant sees pass/fail only."""
+    return _check_results(database_url(), viewer_tenant() is None, limit)
+
+
+LAKE_SCHEMA = {"tenant_id": pl.String, "hours_exported": pl.Int64, "newest_hour": pl.Datetime("us", "UTC"),
+               "last_export": pl.Datetime("us", "UTC"), "lake_rows": pl.Int64, "lake_bytes": pl.Int64,
+               "stale_hours": pl.Int64, "freshness_s": pl.Float64}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _lake_freshness(url: str, sc) -> pl.DataFrame:
+    rows = _rows(url, """
+        with ex as (select tenant_id, count(*) as hours_exported, max(hour) as newest_hour,
+                           max(exported_at) as last_export, sum(rows) as lake_rows, sum(bytes) as lake_bytes
+                    from lake_exports where (%(ts)s::text[] is null or tenant_id = any(%(ts)s)) group by 1),
+             stale as (select h.tenant_id, count(*) as stale_hours
+                       from ingest_hours h left join lake_exports e using (tenant_id, hour)
+                       where (%(ts)s::text[] is null or h.tenant_id = any(%(ts)s))
+                         and (e.exported_at is null or h.last_ingested_at >= e.exported_at)
+                       group by 1)
+        select coalesce(ex.tenant_id, stale.tenant_id) as tenant_id, coalesce(hours_exported, 0) as hours_exported,
+               newest_hour, last_export, coalesce(lake_rows, 0) as lake_rows, coalesce(lake_bytes, 0) as lake_bytes,
+               coalesce(stale_hours, 0) as stale_hours,
+               extract(epoch from now() - (newest_hour + interval '1 hour'))::float8 as freshness_s
+        from ex full join stale using (tenant_id) order by 1""", {"ts": list(sc) if sc else None})
+    return _frame(rows, LAKE_SCHEMA)
+
+
+def lake_freshness(tenant: str | None = None) -> pl.DataFrame:
+    """Per tenant: exported hours, newest exported hour, lag, hours waiting for (re-)export."""
+    return _lake_freshness(database_url(), scope(tenant))
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _quarantine_counts(url: str, tenant: str | None) -> dict[str, int]:
+    from pulse import quarantine
+
+    with connection(url) as conn:
+        return quarantine.counts(conn, tenant)
+
+
+def quarantine_counts(tenant: str | None = None) -> dict[str, int]:
+    sc = scope(tenant)
+    return _quarantine_counts(database_url(), sc[0] if sc else None)
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _quarantine_samples(url: str, tenant: str | None, reason: str | None, limit: int) -> list[dict]:
+    from pulse import quarantine
+
+    with connection(url) as conn:
+        return quarantine.recent(conn, reason=reason, tenant_id=tenant, limit=limit)
+
+
+def quarantine_samples(tenant: str | None = None, reason: str | None = None, limit: int = 20) -> list[dict]:
+    sc = scope(tenant)
+    return _quarantine_samples(database_url(), sc[0] if sc else None, reason, limit)
+
+
+INGEST_SCHEMA = {"hour": pl.Datetime("us", "UTC"), "rows": pl.Int64, "last_ingested_at": pl.Datetime("us", "UTC")}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _ingest_hours(url: str, sc, hours: int) -> pl.DataFrame:
+    rows = _rows(url, """select hour, sum(rows)::bigint as rows, max(last_ingested_at) as last_ingested_at
+                         from ingest_hours
+                         where hour >= date_trunc('hour', now()) - make_interval(hours => %(h)s)
+                           and (%(ts)s::text[] is null or tenant_id = any(%(ts)s))
+                         group by 1 order by 1""", {"h": hours, "ts": list(sc) if sc else None})
+    return _frame(rows, INGEST_SCHEMA)
+
+
+def ingest_hours(tenant: str | None = None, hours: int = 48) -> pl.DataFrame:
+    return _ingest_hours(database_url(), scope(tenant), hours)
+
+
+# ------------------------------------------------------------------ NAB corpus (detector lab)
+
+
+def nab_dir() -> Path | None:
+    from detectors.nab import NabNotFoundError, resolve_nab_dir
+
+    try:
+        return resolve_nab_dir()
+    except NabNotFoundError:
+        return None
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _nab_files(root: str) -> list[str]:
+    return sorted(f"{p.parent.name}/{p.name}" for p in (Path(root) / "data").glob("*/*.csv"))
+
+
+def nab_files() -> list[str]:
+    root = nab_dir()
+    return _nab_files(str(root)) if root else []
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False, max_entries=8)
+def _nab_corpus(root: str, key: str):
+    from detectors.nab import load_corpus
+
+    corpus = load_corpus(root, only=[key])
+    if not corpus.files:
+        raise FileNotFoundError(f"NAB file {key!r} not found under {root}")
+    return corpus
+
+
+def nab_corpus(key: str):
+    """A one-file NAB corpus (the file, its label windows and the scoring profiles)."""
+    root = nab_dir()
+    if root is None:
+        raise FileNotFoundError("NAB corpus not found: set PULSE_NAB_DIR")
+    return _nab_corpus(str(root), key)
