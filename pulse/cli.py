@@ -300,8 +300,10 @@ def ingest_cmd(
     worker_id: Annotated[Optional[str], typer.Option(help="stable id of this worker (MQTT session)")] = None,
     duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
     retire: Annotated[bool, typer.Option(help="delete this worker's broker session (and backlog), then exit")] = False,
+    alerts: Annotated[bool, typer.Option("--alerts/--no-alerts",
+                                         help="evaluate alert rules on the ingest path (default on)")] = True,
 ) -> None:
-    """Run the ingest service: MQTT shared subscription + HTTP POST /v1/telemetry."""
+    """Run the ingest service: MQTT shared subscription + HTTP POST /v1/telemetry (+ alert engine)."""
     from ingest.service import IngestService
     from pulse import db
     from pulse.logs import configure_logging
@@ -324,9 +326,16 @@ def ingest_cmd(
     port = settings.http_port if http_port is None else (http_port or None)
     url = db.database_url()
     db.migrate(url)
-    service = IngestService(settings, url, mqtt_url=mqtt_url, http_port=port, worker_id=worker_id)
+    listeners = []
+    if alerts:
+        from alerting.service import AlertService
+
+        listeners.append(AlertService(url))
+    service = IngestService(settings, url, mqtt_url=mqtt_url, http_port=port, worker_id=worker_id,
+                            listeners=listeners)
     err_console.print(f"ingest: MQTT {'on ' + mqtt_url if mqtt_url else 'off (PULSE_MQTT_URL unset)'}, "
-                      f"HTTP {'http://%s:%d/v1/telemetry' % (settings.http_host, port) if port else 'off'}")
+                      f"HTTP {'http://%s:%d/v1/telemetry' % (settings.http_host, port) if port else 'off'}, "
+                      f"alerts {'on' if alerts else 'off'}")
     service.run_until_signalled(duration)
 
 
@@ -473,6 +482,20 @@ def bench_ingest(
     from ingest.bench import run_all
 
     _print_json(run_all(messages=messages, workers=workers, http_envelopes=http_envelopes, soak_s=soak))
+
+
+@bench_app.command("analytics")
+def bench_analytics(
+    rows: Annotated[int, typer.Option(help="raw rows in the generated lake")] = 10_000_000,
+    devices: Annotated[int, typer.Option()] = 10_000,
+    scaling_base_rows: Annotated[Optional[int], typer.Option(help="base size of the 1x/4x/16x scaling table")] = None,
+    compare: Annotated[bool, typer.Option(help="also time Polars vs DuckDB per grain")] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = True,
+) -> None:
+    """Rollup throughput, Dagster overhead and scaling over a generated lake (JSON)."""
+    from assets.bench import run_analytics_bench
+
+    _print_json(run_analytics_bench(rows, devices=devices, scaling_base_rows=scaling_base_rows, compare=compare))
 
 
 def main() -> None:
