@@ -239,8 +239,24 @@ def breaker_admit(conn: psycopg.Connection, channel_id: str, probe_s: float) -> 
     return "open", probe_until or now + timedelta(seconds=1)
 
 
+def _release_postponed(conn: psycopg.Connection, channel_id: str, *, to_open_until: bool) -> None:
+    # Deliveries parked while the breaker was open follow the probe's verdict at once:
+    # now when it closed, the new open_until when it re-opened.
+    conn.execute(
+        """update deliveries set updated_at = now(),
+                  next_attempt_at = case when %(reopen)s
+                      then coalesce((select open_until from channel_state where channel_id = %(c)s), now())
+                      else now() end
+           where channel_id = %(c)s and status in ('pending', 'failed') and leased_by is null
+             and last_error = 'circuit open'""",
+        {"c": channel_id, "reopen": to_open_until},
+    )
+
+
 def _breaker_record(conn: psycopg.Connection, channel_id: str, result: DeliveryResult, settings: NotifySettings,
                     *, probe: bool) -> bool:
+    if probe and (result.ok or not _counts_against_channel(result)):
+        _release_postponed(conn, channel_id, to_open_until=False)
     if result.ok:
         conn.execute(
             """insert into channel_state (channel_id, last_success_at) values (%s, now())
@@ -272,6 +288,7 @@ def _breaker_record(conn: psycopg.Connection, channel_id: str, result: DeliveryR
                       opened_count = opened_count + 1, updated_at = now() where channel_id = %s""",
             (settings.breaker_cooldown_s, channel_id),
         )
+        _release_postponed(conn, channel_id, to_open_until=True)
         return True
     return False
 

@@ -48,6 +48,7 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationInfo,
+    TypeAdapter,
     field_validator,
     model_validator,
 )
@@ -107,6 +108,11 @@ def parse_duration(value: Any, *, bare_unit: str | None = None) -> timedelta:
         raise ValueError(f"duration {value!r} has no unit: write e.g. '{value}m' or '{value}s'")
     if not isinstance(value, str):
         raise ValueError(f"expected a duration string such as '15m', got {type(value).__name__}")
+    if re.fullmatch(r"P(?:\d+W|(?:\d+D)?(?:T(?:\d+H)?(?:\d+M)?(?:\d+(?:\.\d+)?S)?)?)", value.strip()) \
+            and value.strip() not in ("P", "PT"):
+        # ISO 8601, which is how model_dump(mode="json") writes a timedelta: the form
+        # config_objects stores, so applied policies and schedules must read it back.
+        return TypeAdapter(timedelta).validate_python(value.strip())
     text = value.strip().lower().replace(" ", "")
     if bare_unit is not None and re.fullmatch(r"\d+", text):
         return int(text) * _UNIT[bare_unit]

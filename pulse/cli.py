@@ -42,6 +42,7 @@ PLUGINS = {
     "alerts": "alerting.cli", "silences": "alerting.cli", "rules": "alerting.cli",
     "notify": "alerting.notify_cli", "deliveries": "alerting.notify_cli", "oncall": "alerting.notify_cli",
     "app": "app.cli",
+    "report": "assets.report_cli",
 }
 
 
@@ -476,12 +477,15 @@ def bench_ingest(
     workers: Annotated[int, typer.Option(help="ingest processes for the scale-out run")] = 2,
     http_envelopes: Annotated[int, typer.Option(help="envelopes for the HTTP run")] = 100_000,
     soak: Annotated[float, typer.Option(help="seconds of the memory soak run (0 skips)")] = 300.0,
+    soak_rate: Annotated[float, typer.Option(help="MQTT envelopes/s during the soak")] = 2000.0,
+    only_http_soak: Annotated[bool, typer.Option(help="skip the MQTT throughput runs")] = False,
     as_json: Annotated[bool, typer.Option("--json")] = True,
 ) -> None:
     """Ingest throughput vs a bare paho receive loop, scale-out, HTTP and memory (JSON)."""
     from ingest.bench import run_all
 
-    _print_json(run_all(messages=messages, workers=workers, http_envelopes=http_envelopes, soak_s=soak))
+    _print_json(run_all(messages=messages, workers=workers, http_envelopes=http_envelopes, soak_s=soak,
+                        soak_rate=soak_rate, skip=("mqtt",) if only_http_soak else ()))
 
 
 @bench_app.command("analytics")
@@ -496,6 +500,18 @@ def bench_analytics(
     from assets.bench import run_analytics_bench
 
     _print_json(run_analytics_bench(rows, devices=devices, scaling_base_rows=scaling_base_rows, compare=compare))
+
+
+@bench_app.command("alerts")
+def bench_alerts(
+    breaches: Annotated[int, typer.Option(help="breaching readings sent through real ingest")] = 200,
+    as_json: Annotated[bool, typer.Option("--json")] = True,
+) -> None:
+    """Reading → committed alert event + outbox row latency through real ingest, and engine rate (JSON)."""
+    from alerting.bench import run_alert_bench
+    from pulse import db
+
+    _print_json(run_alert_bench(db.database_url(), breaches=breaches))
 
 
 def main() -> None:
