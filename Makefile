@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_DB ?= postgresql://pulse:pulse@127.0.0.1:5432/pulse
 PYTEST_ARGS ?=
 
-.PHONY: install services test demo bench clean
+.PHONY: install services browser test demo bench clean
 
 $(STAMP): pyproject.toml scripts/venv.sh
 	bash scripts/venv.sh
@@ -16,7 +16,10 @@ install: $(STAMP)
 services:
 	bash scripts/services.sh
 
-test: install services
+browser: install
+	bash scripts/browser.sh
+
+test: install services browser
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 demo: install

@@ -328,7 +328,7 @@ def downsample(frame: pl.DataFrame, max_points: int = MAX_POINTS, by: str = "met
 
 
 SERIES_SCHEMA = {"metric": pl.String, "time": pl.Datetime("us", "UTC"), "value": pl.Float64,
-                 "min": pl.Float64, "max": pl.Float64}
+                 "min": pl.Float64, "max": pl.Float64, "source": pl.String}
 
 
 @st.cache_data(ttl=TTL_LIVE, show_spinner=False)
@@ -341,7 +341,8 @@ def _series(url: str, tenant: str, device_id: str, metrics: tuple[str, ...], sta
                                group by metric order by 1 desc limit 1""", p)
         grain = pick_grain((end - start).total_seconds(), counts[0]["n"] if counts else 0, max_points)
     if grain == "raw":
-        rows = _rows(url, """select metric, time, value, value as min, value as max from telemetry
+        rows = _rows(url, """select metric, time, value, value as min, value as max, 'raw' as source
+                             from telemetry
                              where tenant_id = %(t)s and device_id = %(d)s and metric = any(%(m)s)
                                and time >= %(s)s and time < %(e)s order by metric, time""", p)
         frame = _frame(rows, SERIES_SCHEMA)
@@ -351,7 +352,7 @@ def _series(url: str, tenant: str, device_id: str, metrics: tuple[str, ...], sta
         with connection(url) as conn:
             roll = query_rollup(conn, Path(lake_dir), tenant, [device_id], list(metrics), start, end, grain)
         frame = roll.select(pl.col("metric"), pl.col("bucket").alias("time"), pl.col("mean").alias("value"),
-                            pl.col("min"), pl.col("max")).cast(SERIES_SCHEMA)
+                            pl.col("min"), pl.col("max"), pl.col("source")).cast(SERIES_SCHEMA)
     return downsample(frame, max_points), grain
 
 

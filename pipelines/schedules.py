@@ -15,3 +15,6 @@ retention_job = dg.define_asset_job("hot_store_retention_job", selection=dg.Asse
 retention_schedule = dg.ScheduleDefinition(
     name="hot_store_retention_daily", job=retention_job, cron_schedule="15 3 * * *",
     execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+
+# SLA reports: hourly UTC ticks that pick the tenants at 06:00 local (see assets/defs_sla.py).
+from assets.defs_sla import sla_daily_job, sla_daily_schedule, sla_monthly_job, sla_monthly_schedule  # noqa: E402,F401

@@ -1,0 +1,120 @@
+"""End to end: the real Streamlit server (`streamlit run`) against the test database, driven
+by headless Debian Chromium through Playwright; screenshots land in test-artifacts/."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+if not CHROMIUM.exists():
+    pytest.skip("Debian chromium is not installed (run scripts/browser.sh)", allow_module_level=True)
+
+from playwright.sync_api import Page, expect  # noqa: E402
+
+from app.cli import streamlit_command  # noqa: E402
+from tests.app.app_fixtures import seed  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    # never `playwright install`: drive the distribution's chromium
+    return {**browser_type_launch_args, "executable_path": str(CHROMIUM),
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                     "--disable-component-update", "--no-first-run"]}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(pg_url, tmp_path):
+    lake = tmp_path / "lake"
+    seed(pg_url, lake)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PULSE_") or k.startswith("PULSE_TEST_")}
+    env.update(PULSE_DATABASE_URL=pg_url, PULSE_HOME=str(tmp_path / "home"), PULSE_LAKE_DIR=str(lake))
+    port = _free_port()
+    log = (tmp_path / "streamlit.log").open("wb")
+    proc = subprocess.Popen(streamlit_command(port), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"streamlit exited: {(tmp_path / 'streamlit.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{base}/_stcore/health", timeout=2).text == "ok":
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("streamlit did not become healthy within 60 s")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def _no_exception(page: Page) -> None:
+    expect(page.get_by_test_id("stException")).to_have_count(0)
+
+
+def test_every_page_in_chromium(app_url, page: Page):
+    expect.set_options(timeout=45_000)
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+    page.goto(app_url + "/")
+    expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
+    expect(page.get_by_text("Devices online")).to_be_visible()
+    expect(page.get_by_text("8 device(s)")).to_be_visible()
+    expect(page.get_by_test_id("stDeckGlJsonChart")).to_be_visible()
+    expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
+    _no_exception(page)
+    page.screenshot(path=ARTIFACTS / "app-fleet.png", full_page=True)
+
+    page.goto(app_url + "/device")
+    expect(page.get_by_role("heading", name="Device explorer")).to_be_visible()
+    expect(page.get_by_text("points sent")).to_be_visible()
+    expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+    _no_exception(page)
+    page.screenshot(path=ARTIFACTS / "app-device.png", full_page=True)
+
+    page.goto(app_url + "/health")
+    expect(page.get_by_role("heading", name="Data health")).to_be_visible()
+    expect(page.get_by_text("Checks failing")).to_be_visible()
+    expect(page.get_by_text("unknown_device — 1")).to_be_visible()
+    _no_exception(page)
+    page.screenshot(path=ARTIFACTS / "app-health.png", full_page=True)
+
+    page.goto(app_url + "/alerts")
+    expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()
+    expect(page.get_by_text("2 alert(s)")).to_be_visible()
+    expect(page.get_by_role("heading", name="Event timeline")).to_be_visible()
+    _no_exception(page)
+    page.screenshot(path=ARTIFACTS / "app-alerts.png", full_page=True)
+
+    page.goto(app_url + "/lab")
+    expect(page.get_by_role("heading", name="Detector lab")).to_be_visible()
+    page.get_by_role("button", name="Run detector").click()
+    expect(page.get_by_text("NAB score of this file")).to_be_visible()
+    expect(page.get_by_text("Flagged points", exact=True)).to_be_visible()
+    _no_exception(page)
+    page.screenshot(path=ARTIFACTS / "app-lab.png", full_page=True)
