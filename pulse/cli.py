@@ -434,16 +434,21 @@ def simulate_cmd(
 
 @app.command("demo")
 def demo_cmd(
+    headless: Annotated[bool, typer.Option(help="no Dagster/Streamlit UIs; print a summary and exit")] = False,
     duration: Annotated[Optional[float], typer.Option(help="seconds of live simulation (default: until Ctrl-C)")] = None,
-    devices: Annotated[int, typer.Option(min=1)] = 60,
-    history_days: Annotated[float, typer.Option(min=0)] = 1.0,
+    devices: Annotated[int, typer.Option(min=3)] = 500,
+    history_days: Annotated[float, typer.Option(min=0)] = 14.0,
+    history_interval: Annotated[float, typer.Option(min=10, help="seconds between historic readings")] = 300.0,
     rate: Annotated[float, typer.Option(min=1, help="live envelopes per second")] = 200.0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run the platform end to end: database, fleet, history, ingest, live telemetry, summary."""
+    """Run the platform end to end: config, history, Dagster assets, live ingest + alerting + delivery, UIs."""
     from pulse import demo
 
-    summary = demo.run(demo.DemoOptions(devices, history_days, duration, rate), err_console)
+    if headless and duration is None:
+        duration = 60.0
+    summary = demo.run(demo.DemoOptions(devices, history_days, history_interval, duration, rate, headless),
+                       err_console)
     if as_json:
         _print_json(summary)
     else:
@@ -515,6 +520,9 @@ def bench_alerts(
 
 
 def main() -> None:
+    from pulse.logs import configure_logging
+
+    configure_logging()  # structured logs go to stderr; stdout stays for results (--json)
     _mount_optional()
     try:
         app()
