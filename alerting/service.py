@@ -168,6 +168,10 @@ class AlertService:
             self._store(out)
         return out
 
+    def _has_rules(self, tenant: str) -> bool:
+        """A rule without a tenant in its target applies to every tenant."""
+        return any((d.get("target") or {}).get("tenant") in (None, tenant) for d in self._rule_defs)
+
     def _create_engine(self, tenant: str, defs: list[dict], devices: list) -> list[Transition]:
         conn = self._conn
         assert conn is not None
@@ -352,6 +356,8 @@ class AlertService:
                 t = rec.telemetry
                 by_tenant.setdefault(rec.tenant_id, []).append(Reading(rec.tenant_id, t.device_id, t.ts, t.metrics))
             for tenant, rs in by_tenant.items():
+                if tenant not in self.engines and not self._has_rules(tenant):
+                    continue  # no rule can target this tenant: nothing to evaluate, no engine to keep
                 if tenant not in self.engines:
                     out += self._create_engine(tenant, self._rule_defs, store.load_devices(self._conn, tenant).get(tenant, []))
                 eng = self.engines[tenant]

@@ -31,6 +31,7 @@ from pulse.errors import UserError
 from pulse.settings import get_settings, parse_mqtt_url
 
 DEVICES = 1000
+ALERTS = os.environ.get("PULSE_BENCH_ALERTS", "1") != "0"  # run the alert engine in the ingest workers
 METRICS = ("temp_c", "pressure_bar", "flow_lpm", "vibration_mm_s", "power_kw")
 
 
@@ -87,7 +88,12 @@ def _publish(url: str, items) -> int:
     client.max_inflight_messages_set(2000)
     client.connect(host, port)
     client.loop_start()
-    infos = [client.publish(topic, body, qos=1) for topic, body in items]
+    infos = []
+    for topic, body in items:
+        # packet ids are 16-bit: keep well under 65,535 unacknowledged messages in flight
+        if len(infos) >= 20_000:
+            infos[-20_000].wait_for_publish(60)
+        infos.append(client.publish(topic, body, qos=1))
     for info in infos:
         info.wait_for_publish(60)
     client.disconnect()
@@ -164,8 +170,11 @@ def _start_ingest(db_url: str, mqtt_url: str, worker: str, group: str, port: int
     env = {**os.environ, "PULSE_DATABASE_URL": db_url, "PULSE_MQTT_SHARE_GROUP": group,
            "PULSE_MQTT_SESSION_EXPIRY_S": "3600"}
     log = tempfile.NamedTemporaryFile(prefix=f"bench-{worker}-", suffix=".log", delete=False)
-    return subprocess.Popen([sys.executable, "-m", "pulse.cli", "ingest", "--worker-id", worker, "--mqtt", mqtt_url,
-                             "--http-port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
+    args = [sys.executable, "-m", "pulse.cli", "ingest", "--worker-id", worker, "--mqtt", mqtt_url,
+            "--http-port", str(port)]
+    if not ALERTS:
+        args.append("--no-alerts")
+    return subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def _wait_connected(port: int, timeout: float = 60) -> None:
