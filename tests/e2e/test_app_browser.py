@@ -113,8 +113,13 @@ def test_every_page_in_chromium(app_url, page: Page):
 
     page.goto(app_url + "/lab")
     expect(page.get_by_role("heading", name="Detector lab")).to_be_visible()
-    page.get_by_role("button", name="Run detector").click()
-    expect(page.get_by_text("NAB score of this file")).to_be_visible()
-    expect(page.get_by_text("Flagged points", exact=True)).to_be_visible()
+    from pulse.settings import get_settings
+
+    if get_settings().nab_dir is None:  # a checkout without ../shared: the lab says how to get NAB
+        expect(page.get_by_text("The NAB corpus was not found")).to_be_visible()
+    else:
+        page.get_by_role("button", name="Run detector").click()
+        expect(page.get_by_text("NAB score of this file")).to_be_visible()
+        expect(page.get_by_text("Flagged points", exact=True)).to_be_visible()
     _no_exception(page)
     page.screenshot(path=ARTIFACTS / "app-lab.png", full_page=True)
