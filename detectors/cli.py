@@ -101,7 +101,7 @@ def nab(
         task = progress.add_task(f"{name} on NAB", total=len(corpus.files))
         run = run_corpus(name, corpus, p, progress=lambda f: progress.update(task, advance=1, description=f.name))
     try:
-        path = write_results(run, corpus, out)
+        path = write_results(run, corpus, out, name=detector)
     except OSError as exc:
         _fail(f"cannot write results to {out}: {exc}")
     summary = run.summary()
@@ -123,14 +123,15 @@ def leaderboard(
 
     name = _canonical(detector)
     corpus = _corpus(nab_dir)
-    summary_path = out / name / "summary.json"
-    if summary_path.is_file():
+    # results are stored under the name given to `nab` (e.g. "default"), or the canonical name
+    stored = next((n for n in (detector, name) if (out / n / "summary.json").is_file()), None)
+    if stored is not None:
         try:
-            scores = score_run(corpus, read_results(corpus, out, name))  # re-score what is on disk
+            scores = score_run(corpus, read_results(corpus, out, stored))  # re-score what is on disk
         except (OSError, ValueError, KeyError) as exc:
-            _fail(f"cannot read results in {out / name}: {exc}")
+            _fail(f"cannot read results in {out / stored}: {exc}")
         ours = {k: v["score"] for k, v in scores.items()}
-        source = str(out / name)
+        source = str(out / stored)
     else:
         run = run_corpus(name, corpus, registry.validate_params(name, {}))
         ours = {k: v["score"] for k, v in run.results.items()}

@@ -203,14 +203,16 @@ def score_run(corpus: Corpus, scores: list[np.ndarray]) -> dict[str, dict]:
     return out
 
 
-def write_results(run: NabRun, corpus: Corpus, out_dir: str | Path) -> Path:
-    """NAB-format results: ``DIR/NAME/<category>/NAME_<file>.csv`` plus ``DIR/NAME/summary.json``."""
-    base = Path(out_dir) / run.detector
+def write_results(run: NabRun, corpus: Corpus, out_dir: str | Path, name: str | None = None) -> Path:
+    """NAB-format results: ``DIR/NAME/<category>/NAME_<file>.csv`` plus ``DIR/NAME/summary.json``;
+    NAME is the name the user gave (``default`` stays ``default``), else the detector's."""
+    name = name or run.detector
+    base = Path(out_dir) / name
     for f, s in zip(corpus.files, run.scores):
         d = base / f.category
         d.mkdir(parents=True, exist_ok=True)
         labels = f.labels()
-        with (d / f"{run.detector}_{f.name}").open("w", newline="") as fh:
+        with (d / f"{name}_{f.name}").open("w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["timestamp", "value", "anomaly_score", "label"])
             for t, raw, score, lab in zip(f.timestamps, f.values.tolist(), s.tolist(), labels.tolist()):

@@ -58,12 +58,14 @@ def test_cli_nab_json_and_leaderboard(nab_dir, tmp_path, monkeypatch):
     assert out["detector"] == "ensemble"
     for key in ("standard", "reward_low_FP_rate", "reward_low_FN_rate", "runtime_s", "points_per_s"):
         assert isinstance(out[key], float)
-    assert (tmp_path / "ensemble" / "realTraffic" / "ensemble_speed_7578.csv").is_file()
+    # results are named as given on the command line (the DIR/NAME/<category>/NAME_<file>.csv)
+    assert (tmp_path / "default" / "realTraffic" / "default_speed_7578.csv").is_file()
     res = runner.invoke(app, ["leaderboard", "--out", str(tmp_path), "--json"])
     assert res.exit_code == 0, res.output
     board = json.loads(res.stdout)
     names = [r["detector"] for r in board["rows"]]
     assert "pulse:ensemble" in names and "ARTime" in names and "null" in names
+    assert board.get("source", str(tmp_path / "default")).endswith("default")  # read from disk, not recomputed
     ours = next(r for r in board["rows"] if r["ours"])
     assert ours["standard"] == pytest.approx(out["standard"], abs=1e-3)
     assert cli_mod.app is app
