@@ -161,7 +161,7 @@ def format_validation_error(exc: ValidationError, source: str, root: yaml.Node |
         # fold it into the location so the path and line point at the field itself.
         relative = _RELATIVE_PATH.match(message)
         if relative:
-            loc = loc + _parse_path(relative[1])
+            loc = loc + tuple(p for p in _parse_path(relative[1]) if p not in _INTERNAL_LOC)
             message = relative[2]
         line = _line_of(root, loc)
         where = f" (line {line})" if line else ""
