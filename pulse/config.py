@@ -161,7 +161,8 @@ def format_validation_error(exc: ValidationError, source: str, root: yaml.Node |
         # fold it into the location so the path and line point at the field itself.
         relative = _RELATIVE_PATH.match(message)
         if relative:
-            loc = loc + tuple(p for p in _parse_path(relative[1]) if p not in _INTERNAL_LOC)
+            # drop union tags ("composite") but keep fields that share a tag's name ("rule")
+            loc = loc + tuple(p for p in _parse_path(relative[1]) if p not in _INTERNAL_LOC - {"rule"})
             message = relative[2]
         line = _line_of(root, loc)
         where = f" (line {line})" if line else ""
