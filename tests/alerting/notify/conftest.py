@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 import uuid
 from datetime import datetime, timezone
 
@@ -131,13 +130,9 @@ def running_worker(url: str, settings: NotifySettings | None = None, worker_id: 
 
 
 def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    from tests.helpers import wait_until
+
+    return wait_until(predicate, timeout, interval, message=what)
 
 
 def q(url: str, sql: str, params=()):
