@@ -170,7 +170,8 @@ class AlertService:
 
     def _has_rules(self, tenant: str) -> bool:
         """A rule without a tenant in its target applies to every tenant."""
-        return any((d.get("target") or {}).get("tenant") in (None, tenant) for d in self._rule_defs)
+        scope = {(d.get("target") or {}).get("tenant") for d in self._rule_defs}
+        return None in scope or tenant in scope
 
     def _create_engine(self, tenant: str, defs: list[dict], devices: list) -> list[Transition]:
         conn = self._conn

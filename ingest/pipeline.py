@@ -93,7 +93,9 @@ class Pipeline:
         item = WorkItem()
         rejected = []
         now = self.now()
-        refusal = self._authorise(device.tenant_id, device.device_id) if device.status != "active" else None
+        # the token identified the device; only its status can still refuse the envelopes
+        refusal = ((Reason.DEVICE_DISABLED, f"device {device.tenant_id}/{device.device_id} is {device.status}")
+                   if device.status != "active" else None)
         for index, payload in enumerate(payloads):
             _HTTP_ENVELOPES.inc()
             if refusal is not None:

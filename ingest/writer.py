@@ -151,12 +151,6 @@ class Summaries:
     states: dict[tuple[str, str], list] = field(default_factory=dict)
     hours: dict[tuple[str, datetime], int] = field(default_factory=dict)
 
-    def merge(self, other: "Summaries") -> None:
-        for key, (ts, values, rows) in other.states.items():
-            _merge_state(self.states, key, ts, values, rows)
-        for key, rows in other.hours.items():
-            self.hours[key] = self.hours.get(key, 0) + rows
-
     def __bool__(self) -> bool:
         return bool(self.states or self.hours)
 
@@ -170,10 +164,13 @@ class EncodedBatch:
     summaries: Summaries
 
 
-def encode_batch(records: Iterable[Record]) -> EncodedBatch:
+def encode_batch(records: Iterable[Record], into: Summaries | None = None) -> EncodedBatch:
+    """Encode the batch for COPY and fold its summaries into ``into`` (the writer's running
+    summaries, so each reading is folded once) or into the batch's own."""
+    summaries = into if into is not None else Summaries()
     parts = [_COPY_HEADER]
     append = parts.append
-    states: dict[tuple[str, str], list] = {}
+    states = summaries.states
     hour_rows: dict[tuple[str, int], int] = {}
     rows = 0
     ts_pack, value_pack = _TS.pack, _VALUE.pack
@@ -194,8 +191,11 @@ def encode_batch(records: Iterable[Record]) -> EncodedBatch:
         hour_key = (rec.tenant_id, us // 3_600_000_000)
         hour_rows[hour_key] = hour_rows.get(hour_key, 0) + n
     append(_COPY_TRAILER)
-    hours = {(tenant, _PG_EPOCH + timedelta(hours=h)): n for (tenant, h), n in hour_rows.items()}
-    return EncodedBatch(b"".join(parts), rows, Summaries(states, hours))
+    hours = summaries.hours
+    for (tenant, h), n in hour_rows.items():
+        key = (tenant, _PG_EPOCH + timedelta(hours=h))
+        hours[key] = hours.get(key, 0) + n
+    return EncodedBatch(b"".join(parts), rows, summaries)
 
 
 def _copy_encoded(cur: psycopg.Cursor, table: str, batch: EncodedBatch) -> int:
@@ -379,12 +379,8 @@ class BatchWriter:
             log.info("writer connected")
         return self._conn
 
-    def _commit(self, batch: list[WorkItem]) -> BatchResult:
-        records = [r for item in batch for r in item.records]
-        quarantine = [q for item in batch for q in item.quarantine]
-        encoded = encode_batch(records) if records else None
-        if encoded is not None:
-            self._pending.merge(encoded.summaries)
+    def _commit(self, records: list[Record], quarantine: list[QuarantineRow]) -> BatchResult:
+        encoded = encode_batch(records, into=self._pending) if records else None
         # Device state and the hour ledger are written at most every SUMMARY_INTERVAL_S
         # (and whenever the queue runs dry), in the transaction of the batch at hand: under
         # load that is one upsert per second instead of one per batch (~20% of a batch's
@@ -422,7 +418,8 @@ class BatchWriter:
                 if self._stopping:
                     return
                 continue
-            result = self._commit(batch)
+            records = [r for item in batch for r in item.records]
+            result = self._commit(records, [q for item in batch for q in item.quarantine])
             self.last_commit_at = time.time()
             metrics.ROWS_STORED.inc(result.inserted)
             metrics.DUPLICATE_ROWS.inc(result.duplicates)
@@ -431,7 +428,6 @@ class BatchWriter:
             self.totals.duplicates += result.duplicates
             self.totals.quarantined += result.quarantined
             if self.on_commit:
-                records = [r for item in batch for r in item.records]
                 for listener in self.on_commit:
                     try:
                         listener(records)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -69,14 +68,6 @@ def _connect():
 
 def _print_json(data) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-
-
-def _parse_time(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"{text!r} is not an ISO 8601 time (e.g. 2026-11-28T14:00:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ db
@@ -388,6 +379,8 @@ def simulate_cmd(
     seed: int = 42,
 ) -> None:
     """Simulate a fleet: optional history backfill, then live telemetry over MQTT or HTTP."""
+    from datetime import timedelta
+
     from rich.progress import Progress
 
     from pulse import db, simulate, simulator
@@ -400,7 +393,7 @@ def simulate_cmd(
     url = db.database_url()
     db.migrate(url)
     start_hist, end_hist = simulate.history_window(backfill or 0)
-    live_end = simulator.utcnow() + simulator.timedelta(seconds=duration)
+    live_end = simulator.utcnow() + timedelta(seconds=duration)
     faults = simulator.plan_faults(fleet, start_hist, live_end, per_device_day=faults_per_day, seed=seed)
     if truth:
         simulator.write_truth(faults, truth)

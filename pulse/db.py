@@ -18,7 +18,6 @@ from importlib import resources
 from pathlib import Path
 
 import psycopg
-from psycopg.rows import dict_row
 
 from pulse.errors import UserError
 from pulse.settings import get_settings
@@ -85,10 +84,6 @@ def connect(url: str | None = None, *, autocommit: bool = False, **kwargs) -> ps
         return psycopg.connect(target, autocommit=autocommit, **kwargs)
     except psycopg.OperationalError as exc:
         raise UserError(f"cannot connect to PostgreSQL at {redact_url(target)}: {first_line(exc)}") from exc
-
-
-def connect_dict(url: str | None = None, **kwargs) -> psycopg.Connection:
-    return connect(url, row_factory=dict_row, **kwargs)
 
 
 def redact_url(url: str) -> str:

@@ -32,8 +32,6 @@ class Reason(StrEnum):
     DEVICE_DISABLED = "device_disabled"
     DEVICE_MISMATCH = "device_mismatch"
     BAD_TOPIC = "bad_topic"
-    UNAUTHORIZED = "unauthorized"
-    TOO_LARGE = "too_large"
 
 
 class EnvelopeError(Exception):

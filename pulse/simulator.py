@@ -17,7 +17,7 @@ import math
 import random
 import struct
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -289,8 +289,3 @@ def time_grid(start: datetime, end: datetime, interval_s: float) -> np.ndarray:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def iter_chunks(seq: Sequence, size: int) -> Iterator[Sequence]:
-    for i in range(0, len(seq), size):
-        yield seq[i:i + size]
