@@ -24,11 +24,9 @@ oncall_app = typer.Typer(no_args_is_help=True, help="On-call schedules: who is o
 
 
 def _parse_time(text: str, option: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError:
-        raise UserError(f"{option} {text!r} is not an ISO 8601 time (e.g. 2026-11-28T14:00:00Z)") from None
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    from alerting.cli import _time  # one parser for every alerting command (ISO 8601, now, ±2h)
+
+    return _time(text, option)
 
 
 def _connect():
