@@ -530,6 +530,10 @@ def main() -> None:
         if isinstance(exc, psycopg.OperationalError):
             err_console.print(f"[red]error:[/red] database: {str(exc).strip().splitlines()[0]}", highlight=False)
             sys.exit(2)
+        if isinstance(exc, psycopg.errors.UndefinedTable):  # a database that was never migrated
+            err_console.print(f"[red]error:[/red] {str(exc).strip().splitlines()[0]}: run `pulse db migrate` first",
+                              highlight=False)
+            sys.exit(2)
         raise
 
 

@@ -112,3 +112,19 @@ def test_embedded_default_without_database_url(tmp_path):
         import shutil
 
         shutil.rmtree(home, ignore_errors=True)
+
+
+def test_unmigrated_database_is_a_clear_error(tmp_path):
+    import uuid
+
+    from tests.conftest import ADMIN_URL
+
+    name = f"pulse_empty_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'create database "{name}"')
+    try:
+        url = ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        assert_user_error(run_pulse("devices", "list", env=env_for(url)), "run `pulse db migrate` first")
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'drop database if exists "{name}" with (force)')
