@@ -16,6 +16,7 @@ from ingest.directory import DeviceDirectory, DeviceEntry
 from ingest.writer import QuarantineRow, Record, WorkItem
 from pulse import envelope
 from pulse.envelope import EnvelopeError, Reason
+from pulse.sharding import parse_shard_topic
 
 MAX_QUARANTINE_PAYLOAD = 256 * 1024  # keep a huge garbage payload from bloating the table
 _MQTT_ENVELOPES = metrics.ENVELOPES.labels("mqtt")  # bound once: labels() is a dict lookup under a lock
@@ -36,22 +37,28 @@ class TopicParts:
     device_id: str
 
 
-def parse_topic(topic: str) -> TopicParts | None:
-    """``pulse/v1/{tenant}/{device_id}/telemetry`` (any leading ``$share`` is not in it)."""
+def parse_topic(topic: str, shard_root: str | None = None) -> TopicParts | None:
+    """``pulse/v1/{tenant}/{device_id}/telemetry`` (any leading ``$share`` is not in it), or
+    with ``shard_root`` also the shard topic ``{shard_root}/{shard}/{tenant}/{device}/telemetry``."""
     parts = topic.split("/")
-    if len(parts) != 5 or parts[0] != "pulse" or parts[1] != "v1" or parts[4] != "telemetry":
-        return None
-    if not parts[2] or not parts[3]:
-        return None
-    return TopicParts(parts[2], parts[3])
+    if len(parts) == 5 and parts[0] == "pulse" and parts[1] == "v1" and parts[4] == "telemetry":
+        return TopicParts(parts[2], parts[3]) if parts[2] and parts[3] else None
+    if shard_root is not None:
+        try:
+            _, tenant, device = parse_shard_topic(topic, shard_root)
+        except ValueError:
+            return None
+        return TopicParts(tenant, device)
+    return None
 
 
 class Pipeline:
     def __init__(self, directory: DeviceDirectory, *, max_skew_s: float = 300.0,
-                 now: Callable[[], datetime] = lambda: datetime.now(UTC)):
+                 now: Callable[[], datetime] = lambda: datetime.now(UTC), shard_root: str | None = None):
         self.directory = directory
         self.max_skew_s = max_skew_s
         self.now = now
+        self.shard_root = shard_root  # sharded ingest: also accept the per-shard topics
 
     def _authorise(self, tenant_id: str, device_id: str) -> tuple[Reason, str] | None:
         entry = self.directory.device(tenant_id, device_id)
@@ -66,7 +73,7 @@ class Pipeline:
     def from_mqtt(self, topic: str, payload: bytes) -> WorkItem:
         """One MQTT message → a work item with one record or one quarantine row."""
         _MQTT_ENVELOPES.inc()
-        parts = parse_topic(topic)
+        parts = parse_topic(topic, self.shard_root)
         if parts is None:
             return WorkItem(quarantine=[quarantine_row("mqtt", Reason.BAD_TOPIC,
                                                        "expected pulse/v1/{tenant}/{device}/telemetry",

@@ -1,4 +1,9 @@
-"""`pulse ingest`: the MQTT subscriber and the HTTP endpoint in one process, one writer."""
+"""`pulse ingest`: the MQTT subscriber and the HTTP endpoint in one process, one writer.
+
+With ``settings.shards`` the MQTT side is sharded (ingest/shards.py): this worker routes
+device telemetry to shard topics and consumes the shards it owns, and the alert service
+evaluates only those shards' devices.
+"""
 
 from __future__ import annotations
 
@@ -32,17 +37,31 @@ class IngestService:
         self.writer = BatchWriter(database_url, max_batch_rows=settings.batch_max_rows,
                                   linger_ms=settings.batch_linger_ms, max_queue_rows=settings.queue_max_rows,
                                   on_commit=[listener.on_committed for listener in self.listeners])
-        self.pipeline = Pipeline(self.directory, max_skew_s=settings.max_clock_skew_s)
+        sharded = bool(settings.shards and mqtt_url)
+        self.pipeline = Pipeline(self.directory, max_skew_s=settings.max_clock_skew_s,
+                                 shard_root=settings.mqtt_shard_root if sharded else None)
         worker = worker_id or socket.gethostname()
         self.mqtt = (MqttIngest(mqtt_url, self.pipeline, self.writer,
                                 client_id=f"{settings.mqtt_client_id}-{worker}",
                                 share_group=settings.mqtt_share_group,
-                                session_expiry_s=settings.mqtt_session_expiry_s) if mqtt_url else None)
+                                session_expiry_s=settings.mqtt_session_expiry_s) if mqtt_url and not sharded else None)
+        self.shards = None
+        if sharded:
+            from ingest.shards import ShardCoordinator
+
+            alerts = next((x for x in self.listeners if hasattr(x, "acquire_shard")), None)
+            self.shards = ShardCoordinator(database_url, mqtt_url, self.pipeline, self.writer, worker_id=worker,
+                                           shards=settings.shards, root=settings.mqtt_shard_root,
+                                           client_prefix=settings.mqtt_client_id,
+                                           share_group=settings.mqtt_share_group,
+                                           session_expiry_s=settings.mqtt_session_expiry_s, alerts=alerts)
         self.http_port = http_port
         self._server: uvicorn.Server | None = None
         self._server_thread: threading.Thread | None = None
 
     def health(self) -> dict:
+        if self.shards is not None:
+            return {"mqtt_connected": self.shards.connected.is_set(), "shards": sorted(self.shards.owned)}
         return {"mqtt_connected": self.mqtt.connected.is_set() if self.mqtt else None}
 
     def start(self) -> None:
@@ -53,6 +72,8 @@ class IngestService:
         self.writer.start()
         if self.mqtt is not None:
             self.mqtt.start()
+        if self.shards is not None:
+            self.shards.start()
         if self.http_port is not None:
             app = create_app(self.pipeline, self.writer, max_body_bytes=self.settings.http_max_body_bytes,
                              health=self.health)
@@ -72,6 +93,8 @@ class IngestService:
         """Stop taking input, commit and acknowledge what was taken, then disconnect."""
         if self.mqtt is not None:
             self.mqtt.pause()
+        if self.shards is not None:
+            self.shards.pause()
         if self._server is not None:
             self._server.should_exit = True
             self._server_thread.join(10)
@@ -82,6 +105,8 @@ class IngestService:
         for listener in self.listeners:
             if hasattr(listener, "stop"):
                 listener.stop()
+        if self.shards is not None:  # last: the shard locks are held until the engines are saved
+            self.shards.close()
         log.info("ingest stopped", inserted=self.writer.totals.inserted, duplicates=self.writer.totals.duplicates,
                  quarantined=self.writer.totals.quarantined)
 

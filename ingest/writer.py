@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import msgspec
 import psycopg
@@ -57,6 +58,7 @@ class BatchResult:
     inserted: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    received_at: datetime | None = None  # the batch transaction's now(): telemetry.received_at of its rows
 
 
 @dataclass(slots=True)
@@ -64,6 +66,10 @@ class WorkItem:
     records: list[Record] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     done: Callable[[], None] | None = None
+    # MQTT: acknowledged after the commit through ``acker.ack_many([ack_id, ...])``, once per
+    # batch and acker: a PUBACK per message costs a wake-up of the MQTT thread each.
+    acker: Any = None
+    ack_id: Any = None
     rows: int = -1  # telemetry + quarantine rows; computed once, it sizes batches and the queue
 
     def __post_init__(self) -> None:
@@ -81,7 +87,8 @@ class WorkItem:
 def prepare_connection(conn: psycopg.Connection) -> None:
     """Session-local stage tables: telemetry (only when a batch holds already-stored rows)
     and the per-batch device-state and ingest-hour summaries."""
-    conn.execute("create temp table if not exists telemetry_stage (like telemetry) on commit delete rows")
+    conn.execute("create temp table if not exists telemetry_stage (like telemetry including defaults) "
+                 "on commit delete rows")
     conn.execute("""create temp table if not exists device_state_stage (tenant_id text, device_id text,
                     last_seen timestamptz, last_values text, rows bigint) on commit delete rows""")
     conn.execute("""create temp table if not exists ingest_hours_stage (tenant_id text, hour timestamptz,
@@ -241,6 +248,7 @@ def write_batch(conn: psycopg.Connection, records: Sequence[Record], quarantine:
     result = BatchResult()
     with conn.transaction(), conn.cursor() as cur:
         if records:
+            result.received_at = cur.execute("select now()").fetchone()[0]
             batch = encoded or encode_batch(records)
             if summaries is None:
                 summaries = batch.summaries
@@ -279,14 +287,14 @@ class QueueFull(Exception):
 class BatchWriter:
     def __init__(self, url: str, *, max_batch_rows: int = 20_000, linger_ms: int = 50,
                  max_queue_rows: int = 200_000, on_batch: Callable[[BatchResult], None] | None = None,
-                 on_commit: Sequence[Callable[[list[Record]], None]] = ()):
+                 on_commit: Sequence[Callable[[list[Record], datetime | None], None]] = ()):
         self.url = url
         self.max_batch_rows = max_batch_rows
         self.linger_s = linger_ms / 1000.0
         self.max_queue_rows = max_queue_rows
         self.on_batch = on_batch
-        # Called with the records of each committed batch (the alert engine's feed). Must
-        # not block: listeners queue the work and do it on their own threads.
+        # Called with the records of each committed batch and its commit time (the alert
+        # engine's feed). Must not block: listeners queue the work and do it on their own threads.
         self.on_commit = list(on_commit)
         self._queue: deque[WorkItem] = deque()
         self._queued_rows = 0
@@ -320,6 +328,13 @@ class BatchWriter:
             # appears or a full batch is ready (it lingers on a timeout otherwise).
             if was_empty or self._queued_rows >= self.max_batch_rows:
                 self._cond.notify()
+
+    def barrier(self, timeout: float = 60.0) -> bool:
+        """Wait until everything submitted so far is committed, handed to the listeners and
+        acknowledged (batches are FIFO, so an empty item's callback runs after theirs)."""
+        done = threading.Event()
+        self.submit(WorkItem(done=done.set))
+        return done.wait(timeout)
 
     @property
     def queued_rows(self) -> int:
@@ -430,14 +445,23 @@ class BatchWriter:
             if self.on_commit:
                 for listener in self.on_commit:
                     try:
-                        listener(records)
+                        listener(records, result.received_at)
                     except Exception:  # a listener must never stop ingest
                         log.exception("commit listener failed")
+            acks: dict[Any, list] = {}
+            for item in batch:
+                if item.acker is not None:
+                    acks.setdefault(item.acker, []).append(item.ack_id)
+            for acker, ids in acks.items():  # before the callbacks: barrier() waiters see them sent
+                try:
+                    acker.ack_many(ids)
+                except Exception:  # an ack callback must never kill the writer
+                    log.exception("acknowledging a batch failed")
             for item in batch:
                 if item.done is not None:
                     try:
                         item.done()
-                    except Exception:  # an ack callback must never kill the writer
+                    except Exception:  # a completion callback must never kill the writer
                         log.exception("completion callback failed")
             self._release(batch)
             if self.on_batch is not None:

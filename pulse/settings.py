@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     lake_dir: Path | None = Field(default=None, description="Parquet lake; default PULSE_HOME/lake")
     http_host: str = "127.0.0.1"
     http_port: int = 8080
+    dagster_port: int = Field(default=3000, description="Dagster UI (dagster-webserver) port for `pulse up`")
+    app_port: int = Field(default=8501, description="Streamlit app port for `pulse up`")
+    stop_timeout_s: float = Field(
+        default=15.0, description="`pulse down`: seconds a service gets after SIGTERM before SIGKILL"
+    )
     nab_dir: Path | None = Field(default_factory=_default_nab_dir)
 
     # ingest tuning
@@ -42,6 +47,11 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: int = Field(
         default=7 * 24 * 3600, description="how long the broker keeps a stopped worker's backlog"
     )
+    shards: int | None = Field(
+        default=None, description="sharded ingest (docs/scaling.md): number of virtual shards, fixed for a "
+                                  "deployment (e.g. 64); unset → one shared subscription, no sharding"
+    )
+    mqtt_shard_root: str = Field(default="pulse/v1s", description="topic root of the per-shard telemetry topics")
 
     @property
     def lake_path(self) -> Path:

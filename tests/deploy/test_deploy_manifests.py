@@ -266,7 +266,7 @@ def test_fleet_config_is_valid_pulse_configuration(tmp_path):
 
 
 def test_emqx_rule_file_matches_the_sharding_code():
-    from ingest.sharding import emqx_rule_sql
+    from pulse.sharding import emqx_rule_sql
 
     text = (DEPLOY / "emqx" / "shard-rule.sql").read_text()
     body = "\n".join(l for l in text.splitlines() if not l.startswith("--"))

@@ -1,4 +1,4 @@
-"""ingest.sharding: stable shard function, balance, rendezvous assignment with minimal movement."""
+"""pulse.sharding: stable shard function, balance, rendezvous assignment with minimal movement."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sharding import (
+from pulse.sharding import (
     assign,
     emqx_rule_sql,
     moved_shards,
@@ -38,7 +38,7 @@ def test_golden_values_pin_the_hash():
 
 
 def test_stable_across_processes_with_different_hash_seeds():
-    code = "from ingest.sharding import shard_of; print([shard_of('t1', f'd{i}', 97) for i in range(200)])"
+    code = "from pulse.sharding import shard_of; print([shard_of('t1', f'd{i}', 97) for i in range(200)])"
     outs = set()
     for seed in ("1", "2", "random"):
         env = {**os.environ, "PYTHONHASHSEED": seed}

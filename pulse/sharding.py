@@ -18,7 +18,8 @@ changed in a running system); shards are assigned to the live workers by rendezv
   :func:`shard_client_id` (one persistent MQTT session per shard, so a shard's backlog
   and unacknowledged messages follow the shard to its new owner).
 
-Pure functions, no I/O; nothing else in Pulse imports this module yet.
+Pure functions, no I/O. In the kernel because both the ingest workers (subscriptions) and the
+alert service (engines per tenant and shard) use it.
 """
 
 from __future__ import annotations
@@ -63,31 +64,32 @@ def shard_of(tenant_id: str, device_id: str, shards: int) -> int:
 # ------------------------------------------------------------------ topics
 
 
-def shard_topic(shard: int, tenant_id: str, device_id: str) -> str:
+def shard_topic(shard: int, tenant_id: str, device_id: str, root: str = SHARD_TOPIC_ROOT) -> str:
     """Where the broker republishes a device's telemetry: ``pulse/v1s/{shard}/{tenant}/{device}/telemetry``."""
     if not isinstance(shard, int) or shard < 0:
         raise ValueError(f"shard must be a non-negative integer, not {shard!r}")
     _check_segment("tenant_id", tenant_id)
     _check_segment("device_id", device_id)
-    return f"{SHARD_TOPIC_ROOT}/{shard}/{tenant_id}/{device_id}/telemetry"
+    return f"{root}/{shard}/{tenant_id}/{device_id}/telemetry"
 
 
-def shard_filter(shard: int) -> str:
+def shard_filter(shard: int, root: str = SHARD_TOPIC_ROOT) -> str:
     """The (non-shared) subscription of the worker that owns ``shard``."""
     if not isinstance(shard, int) or shard < 0:
         raise ValueError(f"shard must be a non-negative integer, not {shard!r}")
-    return f"{SHARD_TOPIC_ROOT}/{shard}/+/+/telemetry"
+    return f"{root}/{shard}/+/+/telemetry"
 
 
-def parse_shard_topic(topic: str) -> tuple[int, str, str]:
-    """``pulse/v1s/{shard}/{tenant}/{device}/telemetry`` → (shard, tenant, device)."""
-    parts = topic.split("/")
-    if (len(parts) != 6 or f"{parts[0]}/{parts[1]}" != SHARD_TOPIC_ROOT or parts[5] != "telemetry"
-            or not parts[2].isdigit() or not parts[3] or not parts[4]):
+def parse_shard_topic(topic: str, root: str = SHARD_TOPIC_ROOT) -> tuple[int, str, str]:
+    """``pulse/v1s/{shard}/{tenant}/{device}/telemetry`` → (shard, tenant, device). ``root``
+    is configurable so that separate deployments (or tests) can share one broker."""
+    parts = topic[len(root) + 1:].split("/") if topic.startswith(root + "/") else []
+    if (len(parts) != 4 or parts[3] != "telemetry"
+            or not parts[0].isdigit() or not parts[1] or not parts[2]):
         raise ValueError(f"not a shard telemetry topic: {topic!r}")
-    if parts[2] != str(int(parts[2])):
+    if parts[0] != str(int(parts[0])):
         raise ValueError(f"shard number with leading zeros in {topic!r}")
-    return int(parts[2]), parts[3], parts[4]
+    return int(parts[0]), parts[1], parts[2]
 
 
 def shard_client_id(shard: int, prefix: str = "pulse-ingest") -> str:
