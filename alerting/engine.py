@@ -42,7 +42,10 @@ conditions (also inside composites and fleet children) are re-evaluated on a tim
 ``last seen + duration``. ``for`` fires on its timer as long as no evaluation contradicted
 the breach (silence does not interrupt it; pair with an absence rule for that). Fleet
 rules evaluate the child condition per member and the group share after each member
-evaluation; the parent alert's ``children`` are the members in breach.
+evaluation; the parent alert's ``children`` are the members in breach. A streaming
+``anomaly`` condition keeps one registry detector per device (fitted on its first
+``warmup`` readings, then ``update(t, value)`` per reading, before the rules are evaluated);
+batch ``anomaly`` conditions read the score metric written by the scoring asset.
 
 Deployment notes
 ----------------
@@ -227,7 +230,8 @@ _ANY = None  # trigger marker: any metric
 class _Dev:
     """Per-device runtime state."""
 
-    __slots__ = ("key", "info", "last_seen", "armed", "last_values", "buffers", "retention", "rules", "groups", "series")
+    __slots__ = ("key", "info", "last_seen", "armed", "last_values", "buffers", "retention", "rules", "groups", "series",
+                 "streams", "stream_specs")
 
     def __init__(self, info: DeviceInfo) -> None:
         self.key = (info.tenant_id, info.device_id)
@@ -240,6 +244,35 @@ class _Dev:
         self.rules: list[_CRule] = []
         self.groups: dict[str, _Group] = {}  # fleet rule id -> its group for this device
         self.series: dict[str, _Series] = {}  # rule id -> series (view of Engine._series)
+        self.streams: dict[str, _Stream] = {}  # streaming detector state by score key
+        self.stream_specs: dict[str, dict[str, AnomalyCondition]] = {}  # raw metric -> score key -> condition
+
+
+class _Stream:
+    """One streaming detector on one device's metric: fitted on the first ``warmup`` finite
+    readings, then ``update(t, value)`` per reading (causal). Not in snapshots: after a
+    restore the detector warms up again (its last score survives in ``last_values``)."""
+
+    __slots__ = ("cond", "warm", "det")
+
+    def __init__(self, cond: AnomalyCondition) -> None:
+        self.cond = cond
+        self.warm: list[float] = []
+        self.det: Any = None
+
+    def update(self, t: int, value: float) -> float | None:
+        if self.det is None:
+            self.warm.append(value)
+            if len(self.warm) >= self.cond.warmup:
+                import numpy as np
+
+                from detectors import registry
+
+                det = registry.create(self.cond.detector or "default", **self.cond.params)
+                self.det = det.fit(np.asarray(self.warm, dtype=float))
+                self.warm = []
+            return None  # warming up: the condition is undecided
+        return float(self.det.update(from_us(t), value))
 
 
 class _Node:
@@ -410,7 +443,11 @@ def _build(cond: Any, path: str, acc: dict[str, Any]) -> _Node:
             acc["metrics"].add(cond.metric)
         return _Abs(path, cond.metric, cond.duration)
     if isinstance(cond, AnomalyCondition):
-        acc["metrics"].add(cond.score_key)
+        if cond.streaming:
+            acc["metrics"].add(cond.metric)  # the raw metric triggers; the engine computes the score
+            acc["streams"].setdefault(cond.metric, {})[cond.score_key] = cond
+        else:
+            acc["metrics"].add(cond.score_key)
         return _Anom(path, cond)
     if isinstance(cond, CompositeCondition):
         kids = [_build(c, f"{path}.{i}", acc) for i, c in enumerate(cond.conditions)]
@@ -423,7 +460,7 @@ class _CRule:
 
     __slots__ = (
         "rule", "id", "fleet", "node", "triggers", "absence", "windows", "sig",
-        "for_us", "kff_us", "resolve_us", "flap_n", "flap_thr", "flap_clear",
+        "for_us", "kff_us", "resolve_us", "flap_n", "flap_thr", "flap_clear", "streams",
     )
 
     def __init__(self, rule: Any, by_id: dict[str, Any]) -> None:
@@ -431,8 +468,9 @@ class _CRule:
         self.id: str = rule.id
         self.fleet = isinstance(rule, FleetRule)
         cond = _inline(rule.condition if self.fleet else _condition_of(rule), by_id)
-        acc: dict[str, Any] = {"metrics": set(), "windows": {}, "absence": False, "any": False}
+        acc: dict[str, Any] = {"metrics": set(), "windows": {}, "absence": False, "any": False, "streams": {}}
         self.node = _build(cond, "c", acc)
+        self.streams: dict[str, dict[str, AnomalyCondition]] = acc["streams"]
         self.triggers: frozenset[str] | None = _ANY if acc["any"] else frozenset(acc["metrics"])
         self.absence: bool = acc["absence"]
         self.windows: dict[str, int] = acc["windows"]
@@ -585,6 +623,13 @@ class Engine:
         dev.last_seen = t
         for name, v in metrics.items():
             dev.last_values[name] = (t, v)
+            for key, cond in dev.stream_specs.get(name, {}).items():
+                st = dev.streams.get(key)
+                if st is None:
+                    st = dev.streams[key] = _Stream(cond)
+                score = st.update(t, v)
+                if score is not None:
+                    dev.last_values[key] = (t, score)
         names = metrics.keys()
         for cr in dev.rules:
             if cr.triggers is not None and cr.triggers.isdisjoint(names):
@@ -622,6 +667,11 @@ class Engine:
         out: list[Transition] = []
         self._advance_to(to_us(now), out)
         return out
+
+    def last_seen(self, tenant_id: str, device_id: str) -> datetime | None:
+        """Newest reading time of a device (readings older than it are late, not evaluated)."""
+        dev = self._devices.get((tenant_id, device_id))
+        return None if dev is None or dev.last_seen is None else from_us(dev.last_seen)
 
     def next_deadline(self) -> datetime | None:
         d = self._wheel.next_deadline()
@@ -1094,6 +1144,13 @@ class Engine:
                 dev.retention[m] = max(w, dev.retention.get(m, 0))
         for m in [m for m in dev.buffers if m not in dev.retention]:
             del dev.buffers[m]
+        dev.stream_specs = {}
+        for cr in dev.rules:
+            for m, specs in cr.streams.items():
+                dev.stream_specs.setdefault(m, {}).update(specs)
+        keys = {k for specs in dev.stream_specs.values() for k in specs}
+        for k in [k for k in dev.streams if k not in keys]:
+            del dev.streams[k]
 
     def _add_unknown_device(self, tenant_id: str, device_id: str) -> _Dev:
         """A device that is not in the inventory: watched from now with no site/tags."""

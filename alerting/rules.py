@@ -13,6 +13,7 @@ pydantic ``ValidationError`` into one ``path: message`` line per problem.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from typing import Annotated, Any, Literal, Union
@@ -245,19 +246,47 @@ class AbsenceCondition(BaseModel):
 class AnomalyCondition(BaseModel):
     """Detector score for ``metric`` >= ``threshold``.
 
-    The score arrives as an ordinary metric of a reading, named ``score_metric`` (default
-    ``anomaly_score.<metric>``), written by the detector side.
+    Batch (default): the score arrives as an ordinary metric of a reading, named
+    ``score_metric`` (default ``anomaly_score.<metric>``), written by the detector side (the
+    hourly scoring asset feeds its scores to the engine through the database).
+
+    Streaming (``streaming: true``): the engine itself runs the registry detector
+    ``detector`` (default: the recommended one) with ``params`` on each device's raw
+    ``metric``: the first ``warmup`` readings fit it, every later reading is scored with
+    ``update(t, value)`` (causal) and that score is compared with ``threshold``.
     """
 
     model_config = _STRICT
     kind: Literal["anomaly"] = "anomaly"
     metric: str = Field(min_length=1)
     threshold: float = Field(default=0.8, ge=0, le=1)
-    detector: str | None = Field(default=None, description="registry name of the detector (informational)")
+    detector: str | None = Field(default=None, description="registry name of the detector (streaming: the one run)")
     score_metric: str | None = None
+    streaming: bool = Field(default=False, description="run the detector per device in the engine (low latency)")
+    params: dict[str, Any] = Field(default_factory=dict, description="streaming: detector parameters")
+    warmup: int = Field(default=100, ge=10, le=100_000, description="streaming: readings used to fit the detector")
+
+    @model_validator(mode="after")
+    def _check_streaming(self) -> Any:
+        if not self.streaming:
+            if self.params:
+                raise ValueError("params only apply to a streaming anomaly rule (streaming: true)")
+            return self
+        if self.score_metric is not None:
+            raise ValueError("score_metric does not apply to a streaming anomaly rule (the engine computes the score)")
+        from detectors import registry
+
+        try:
+            registry.validate_params(self.detector or "default", dict(self.params))
+        except (registry.UnknownDetectorError, registry.InvalidParamsError) as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
     @property
     def score_key(self) -> str:
+        if self.streaming:  # engine-internal: one detector state per (device, detector spec)
+            spec = json.dumps([self.detector or "default", self.params, self.warmup], sort_keys=True)
+            return f"~stream:{self.metric}:{spec}"
         return self.score_metric or f"anomaly_score.{self.metric}"
 
 

@@ -26,9 +26,11 @@ from alerting.engine import Alert, DeviceInfo, Transition
 from alerting.silences import _row_to_silence, is_silenced
 
 __all__ = ["StoreResult", "record_transitions", "save_snapshot", "load_snapshot", "sync_open_alerts",
-           "load_devices", "load_rule_definitions", "rules_version", "ENGINE_ACTOR"]
+           "load_devices", "load_rule_definitions", "rules_version", "ENGINE_ACTOR", "SCORES_CHANNEL",
+           "pending_score_batches", "mark_score_batches_delivered"]
 
 ENGINE_ACTOR = "engine"
+SCORES_CHANNEL = "pulse_anomaly_scores"  # the scoring asset notifies it after writing scores
 
 
 @dataclass
@@ -223,3 +225,20 @@ def rules_version(conn: psycopg.Connection) -> tuple:
                   (select max(updated_at) from config_objects where kind = 'rule'),
                   (select count(*) from devices),
                   (select max(updated_at) from devices)""").fetchone())
+
+
+# ------------------------------------------------------------------ batch anomaly scores
+
+
+def pending_score_batches(conn: psycopg.Connection, limit: int = 5000) -> list[tuple]:
+    """Undelivered rows of the scoring asset, oldest first:
+    (batch_id, tenant, device, metric, peak calibrated score of the hour)."""
+    return conn.execute(
+        """select batch_id, tenant_id, device_id, metric, peak from anomaly_score_batches
+           where delivered_at is null order by batch_id limit %s""", (limit,)).fetchall()
+
+
+def mark_score_batches_delivered(conn: psycopg.Connection, batch_ids: Sequence[int]) -> None:
+    with conn.transaction():
+        conn.execute("update anomaly_score_batches set delivered_at = now() where batch_id = any(%s)",
+                     (list(batch_ids),))

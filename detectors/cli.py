@@ -159,6 +159,44 @@ def leaderboard(
     console.print(table)
 
 
+@app.command()
+def precision(
+    tenant: Annotated[Optional[str], typer.Option("--tenant", "-t", help="only this tenant's alerts")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """Measured precision of each detector on operator-labelled anomaly alerts.
+
+    Precision = real faults / (real faults + false alarms); maintenance is counted, not judged."""
+    from pulse import db
+    from pulse.errors import UserError
+
+    from detectors.feedback import load_labels
+    from detectors.feedback import precision as measure
+
+    try:
+        with db.connect() as conn:
+            if conn.execute("select to_regclass('public.anomaly_labels')").fetchone()[0] is None:
+                raise UserError("the database has no anomaly tables yet: run `pulse db migrate`")
+            labels = load_labels(conn, tenant)
+    except UserError as exc:
+        _fail(str(exc))
+    rows = measure(labels)
+    if as_json:
+        typer.echo(json.dumps({"tenant": tenant, "labelled_alerts": len(labels), "detectors": rows}))
+        return
+    if not rows:
+        console.print("no labelled anomaly alerts yet (resolve anomaly alerts with a reason: "
+                      "`pulse alerts resolve ID --reason real_fault|false_alarm|maintenance`)")
+        return
+    table = Table(title=f"Detector precision on labelled alerts{f' of {tenant}' if tenant else ''}")
+    for col in ("detector", "precision", "real_fault", "false_alarm", "maintenance", "labelled"):
+        table.add_column(col, justify="left" if col == "detector" else "right")
+    for r in rows:
+        table.add_row(r["detector"], "n/a" if r["precision"] is None else f"{r['precision']:.2f}",
+                      *(str(r[c]) for c in ("real_fault", "false_alarm", "maintenance", "labelled")))
+    console.print(table)
+
+
 def main() -> None:  # for `python -m detectors.cli`
     app()
 

@@ -191,6 +191,9 @@ def run_corpus(
 def score_run(corpus: Corpus, scores: list[np.ndarray]) -> dict[str, dict]:
     out = {}
     for name, scorer in corpus.scorers().items():
+        if scorer.n_windows == 0:
+            out[name] = _score_without_windows(scorer, scores)
+            continue
         res = scorer.sweep(scores)
         out[name] = {
             "score": res.normalized,
@@ -201,6 +204,20 @@ def score_run(corpus: Corpus, scores: list[np.ndarray]) -> dict[str, dict]:
             "fn": res.fn,
         }
     return out
+
+
+def _score_without_windows(scorer: CorpusScorer, scores: list[np.ndarray]) -> dict:
+    """Files without anomaly windows: NAB's normalisation divides by perfect - null = 0.
+
+    With no windows every detection is a false positive (weight <= 0), so the sweep's best
+    threshold detects nothing (T = 1.1, raw score 0): the null detector is the perfect one
+    and the optimised detector equals both — reported as 100. ``fp_at_0.5`` says how many
+    rows the detector would flag at a mid threshold, which is what such files measure."""
+    scorer.curve(scores)  # validates lengths and ranges like the sweep does
+    flat = np.concatenate([np.asarray(s, dtype=float)[f.probation:] for f, s in zip(scorer.files, scores)]) \
+        if scores else np.empty(0)
+    return {"score": 100.0, "raw": 0.0, "threshold": 1.1, "tp": 0, "fp": 0, "fn": 0,
+            "fp_at_0.5": int(np.count_nonzero(flat >= 0.5)), "note": "no anomaly windows"}
 
 
 def write_results(run: NabRun, corpus: Corpus, out_dir: str | Path, name: str | None = None) -> Path:

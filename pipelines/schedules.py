@@ -18,3 +18,20 @@ retention_schedule = dg.ScheduleDefinition(
 
 # SLA reports: hourly UTC ticks that pick the tenants at 06:00 local (see assets/defs_sla.py).
 from assets.defs_sla import sla_daily_job, sla_daily_schedule, sla_monthly_job, sla_monthly_schedule  # noqa: E402,F401
+
+# Anomalies: weekly (re)training with operator feedback; hourly scoring of the previous hour,
+# 20 minutes past (after the late-data sensor exported it).
+from assets.defs_anomalies import anomaly_feedback, anomaly_models, anomaly_scores  # noqa: E402
+
+anomaly_training_job = dg.define_asset_job(
+    "anomaly_training_job", selection=dg.AssetSelection.assets(anomaly_feedback, anomaly_models),
+    description="Collect operator labels, then retrain the anomaly models from the lake.")
+anomaly_training_schedule = dg.ScheduleDefinition(
+    name="anomaly_training_weekly", job=anomaly_training_job, cron_schedule="30 2 * * 1",
+    execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING)
+anomaly_scoring_job = dg.define_asset_job(
+    "anomaly_scoring_job", selection=dg.AssetSelection.assets(anomaly_scores), partitions_def=HOURLY,
+    description="Score an hour with the current anomaly models (lake + TimescaleDB + alert engine).")
+anomaly_scoring_schedule = dg.build_schedule_from_partitioned_job(
+    anomaly_scoring_job, name="anomaly_scoring_hourly", minute_of_hour=20,
+    default_status=dg.DefaultScheduleStatus.RUNNING)
