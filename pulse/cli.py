@@ -290,6 +290,8 @@ def ingest_cmd(
     mqtt: Annotated[Optional[str], typer.Option(help="broker URL (default PULSE_MQTT_URL; 'off' to disable)")] = None,
     http_port: Annotated[Optional[int], typer.Option(help="HTTP port (default PULSE_HTTP_PORT); 0 disables")] = None,
     worker_id: Annotated[Optional[str], typer.Option(help="stable id of this worker (MQTT session)")] = None,
+    shards: Annotated[Optional[int], typer.Option(help="shard the MQTT ingest over this many virtual shards, "
+                                                        "the same on every worker (default PULSE_SHARDS)")] = None,
     duration: Annotated[Optional[float], typer.Option(help="stop after this many seconds")] = None,
     retire: Annotated[bool, typer.Option(help="delete this worker's broker session (and backlog), then exit")] = False,
     alerts: Annotated[bool, typer.Option("--alerts/--no-alerts",
@@ -303,6 +305,10 @@ def ingest_cmd(
 
     configure_logging()
     settings = get_settings()
+    if shards is not None:
+        if not 1 <= shards <= 65536:
+            raise UserError("--shards must be between 1 and 65536")
+        settings = settings.model_copy(update={"shards": shards})
     mqtt_url = settings.mqtt_url if mqtt is None else (None if mqtt == "off" else mqtt)
     if retire:
         import socket
@@ -322,10 +328,11 @@ def ingest_cmd(
     if alerts:
         from alerting.service import AlertService
 
-        listeners.append(AlertService(url))
+        listeners.append(AlertService(url, shards=settings.shards if mqtt_url else None))
     service = IngestService(settings, url, mqtt_url=mqtt_url, http_port=port, worker_id=worker_id,
                             listeners=listeners)
-    err_console.print(f"ingest: MQTT {'on ' + mqtt_url if mqtt_url else 'off (PULSE_MQTT_URL unset)'}, "
+    err_console.print(f"ingest: MQTT {'on ' + mqtt_url if mqtt_url else 'off (PULSE_MQTT_URL unset)'}"
+                      f"{f' ({settings.shards} shards)' if mqtt_url and settings.shards else ''}, "
                       f"HTTP {'http://%s:%d/v1/telemetry' % (settings.http_host, port) if port else 'off'}, "
                       f"alerts {'on' if alerts else 'off'}")
     service.run_until_signalled(duration)
@@ -449,19 +456,134 @@ def demo_cmd(
             console.print(f"{key}: {value}")
 
 
-# ------------------------------------------------------------------ status
+# ------------------------------------------------------------------ up / down / status
+
+
+def _print_services(services: list[dict], title: str) -> None:
+    from pulse.supervisor import uptime
+
+    table = Table(title=title)
+    for col in ("service", "pid", "state", "uptime", "restarts", "url", "log"):
+        table.add_column(col, overflow="fold")
+    for s in services:
+        state = s["state"] + (f" (last exit {s['last_exit']})" if s.get("last_exit") not in (None, 0) else "")
+        table.add_row(s["name"], str(s["pid"] or "-"), state, uptime(s["uptime_s"]), str(s["restarts"]),
+                      s["url"] or "", s["log"])
+    console.print(table)
+
+
+@app.command("up")
+def up_cmd(
+    only: Annotated[Optional[str], typer.Option(
+        help="comma-separated services: ingest, notify, dagster-webserver, dagster-daemon, app "
+             "(aliases: dagster, streamlit, alerting); default all")] = None,
+    foreground: Annotated[bool, typer.Option(help="supervise in this terminal until Ctrl-C (no daemon)")] = False,
+    wait: Annotated[float, typer.Option(help="seconds to wait for the services to come up")] = 120.0,
+) -> None:
+    """Start the platform's services under a supervisor (restarts crashed ones; logs in PULSE_HOME/logs)."""
+    from pulse import db, supervisor
+    from pulse.settings import get_settings
+
+    settings = get_settings()
+    home = settings.home.resolve()
+    names = supervisor.select(only)
+    pid = supervisor.running_supervisor(home)
+    if pid is not None:
+        console.print(f"Pulse is already up (supervisor pid {pid}); `pulse status` shows the services")
+        return
+    if left := supervisor.leftover_children(home):
+        raise UserError(f"services of an earlier supervisor still run ({', '.join(s['name'] for s in left)}): "
+                        f"run `pulse down` first")
+    with err_console.status("database: connecting and applying migrations"):
+        url = db.database_url()
+        db.migrate(url)
+    plan = supervisor.plan(settings, url, names)
+    for note in plan.notes:
+        err_console.print(f"[yellow]note:[/yellow] {note}", highlight=False, soft_wrap=True)
+    if not plan.specs:
+        raise UserError("none of the selected services can run here (see the notes above)")
+    supervisor.check_ports(plan.specs, settings.http_host)
+    started = [s.name for s in plan.specs]
+    if foreground:
+        sup = supervisor.Supervisor(plan, stop_timeout_s=settings.stop_timeout_s)
+        if not sup.acquire():
+            console.print("Pulse is already up; `pulse status` shows the services")
+            return
+        for spec in plan.specs:
+            console.print(f"{spec.name:<18} {spec.url or '':<40} {spec.about}", soft_wrap=True)
+        console.print(f"logs in {supervisor.log_dir(home)}; Ctrl-C stops everything")
+        raise typer.Exit(sup.run())
+    daemon = supervisor.start_daemon(plan, settings.stop_timeout_s)
+    with err_console.status(f"starting {', '.join(started)}"):
+        supervisor.wait_started(home, daemon, started, wait)
+    if daemon.poll() == supervisor.EXIT_ALREADY_RUNNING:
+        console.print("Pulse is already up; `pulse status` shows the services")
+        return
+    if daemon.poll() is not None:
+        raise UserError(f"the supervisor exited ({daemon.returncode}): "
+                        f"{supervisor.log_tail(supervisor.log_dir(home) / 'supervisor.log')}")
+    services = (supervisor.services_status(home) or {"services": []})["services"]
+    failing = [s for s in services if s["state"] != "running"]
+    _print_services(services, f"Pulse is {'up' if not failing else 'up, not all well'} "
+                              f"(supervisor pid {daemon.pid}; `pulse down` stops it)")
+    for s in plan.specs:
+        if s.url:
+            console.print(f"{s.name}: {s.url}  ({s.about})", soft_wrap=True)
+    for s in failing:
+        if s["state"] == "starting":
+            err_console.print(f"[yellow]{s['name']} is still starting[/yellow] (`pulse status` shows when it "
+                              f"runs; its log: {s['log']})", highlight=False, soft_wrap=True)
+            continue
+        err_console.print(f"[red]{s['name']} is not running[/red] ({s['state']}, last exit {s['last_exit']}); "
+                          f"the supervisor retries it with backoff. The end of {s['log']}:\n"
+                          f"{supervisor.log_tail(Path(s['log']), 8)}", highlight=False, soft_wrap=True)
+    if failing:
+        raise typer.Exit(1)
+
+
+@app.command("down")
+def down_cmd() -> None:
+    """Stop the supervised services (SIGTERM, then SIGKILL after PULSE_STOP_TIMEOUT_S) and wait until gone."""
+    from pulse import supervisor
+    from pulse.settings import get_settings
+
+    settings = get_settings()
+    home = settings.home.resolve()
+    with err_console.status("stopping the services"):
+        pid, stopped = supervisor.stop(home, settings.stop_timeout_s)
+    if pid is None and not stopped:
+        console.print("Pulse is not running (nothing to stop)")
+    elif pid is None:
+        console.print(f"stopped {stopped} service(s) left behind by a supervisor that died")
+    else:
+        console.print(f"Pulse is down: supervisor {pid} and {stopped} service(s) stopped; "
+                      f"logs in {supervisor.log_dir(home)}", soft_wrap=True)
 
 
 @app.command("status")
 def status_cmd(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """A summary of the fleet and the data: devices, rows, freshness, quarantine."""
-    from pulse import status
+    """The supervised services (when `pulse up` runs) and a summary of the fleet and the data."""
+    from pulse import status, supervisor
+    from pulse.settings import get_settings
 
+    home = get_settings().home.resolve()
+    services = supervisor.services_status(home)
+    if as_json:
+        with _connect() as conn:
+            _print_json({**status.summary(conn), "supervisor": services})
+        return
+    # services first: they are worth seeing even when the database is what is down
+    left = [] if services is not None else supervisor.leftover_children(home)
+    if left:
+        err_console.print(f"[yellow]services: the supervisor is gone but {', '.join(s['name'] for s in left)} "
+                          f"still run: `pulse down` stops them[/yellow]", highlight=False, soft_wrap=True)
+    elif services is None:
+        console.print("services: not running (`pulse up` starts them)")
+    else:
+        _print_services(services["services"], f"supervisor pid {services['pid']}, up "
+                                              f"{supervisor.uptime(services['uptime_s'])}")
     with _connect() as conn:
         summary = status.summary(conn)
-    if as_json:
-        _print_json(summary)
-        return
     for key, value in summary.items():
         console.print(f"{key}: {value}")
 
@@ -492,12 +614,20 @@ def bench_analytics(
     devices: Annotated[int, typer.Option()] = 10_000,
     scaling_base_rows: Annotated[Optional[int], typer.Option(help="base size of the 1x/4x/16x scaling table")] = None,
     compare: Annotated[bool, typer.Option(help="also time Polars vs DuckDB per grain")] = False,
+    batch_hours: Annotated[int, typer.Option(help="hourly partitions per Dagster run")] = 8,
+    cache_dir: Annotated[Optional[Path], typer.Option(help="keep generated lakes here and reuse them")] = None,
+    sla: Annotated[bool, typer.Option(help="also time the monthly SLA report (needs PostgreSQL)")] = True,
+    sla_devices: Annotated[int, typer.Option(help="devices of the SLA report's tenant")] = 10_000,
+    sla_database_url: Annotated[Optional[str], typer.Option(
+        help="server for the SLA scratch database (default PULSE_DATABASE_URL)")] = None,
     as_json: Annotated[bool, typer.Option("--json")] = True,
 ) -> None:
-    """Rollup throughput, Dagster overhead and scaling over a generated lake (JSON)."""
+    """Rollup throughput, Dagster overhead, scaling and the monthly SLA report over generated data (JSON)."""
     from assets.bench import run_analytics_bench
 
-    _print_json(run_analytics_bench(rows, devices=devices, scaling_base_rows=scaling_base_rows, compare=compare))
+    _print_json(run_analytics_bench(rows, devices=devices, scaling_base_rows=scaling_base_rows, compare=compare,
+                                    batch_hours=batch_hours, cache_dir=cache_dir, sla=sla, sla_devices=sla_devices,
+                                    sla_database_url=sla_database_url))
 
 
 @bench_app.command("alerts")
@@ -510,6 +640,21 @@ def bench_alerts(
     from pulse import db
 
     _print_json(run_alert_bench(db.database_url(), breaches=breaches))
+
+
+@bench_app.command("app")
+def bench_app_pages(
+    devices: Annotated[int, typer.Option(min=1, help="devices in the generated fleet")] = 10_000,
+    days: Annotated[int, typer.Option(min=1, max=366, help="days of 1-minute data the lake rollups cover")] = 30,
+    metrics: Annotated[int, typer.Option(min=1, max=5, help="metrics per device")] = 3,
+    warm_runs: Annotated[int, typer.Option(min=1, help="warm visits per page (median reported)")] = 3,
+    reuse: Annotated[bool, typer.Option("--reuse/--regenerate", help="reuse a generated lake of the same size")] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = True,
+) -> None:
+    """Cold and warm render time of every Streamlit page in headless Chromium at fleet scale (JSON)."""
+    from app.bench import run_app_bench
+
+    _print_json(run_app_bench(devices=devices, days=days, metrics=metrics, warm_runs=warm_runs, reuse=reuse))
 
 
 def main() -> None:

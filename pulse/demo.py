@@ -17,7 +17,6 @@ import os
 import secrets
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -208,25 +207,16 @@ def _sla(url: str, day: datetime) -> dict:
 
 
 def _start_uis(url: str, console: Console) -> list[subprocess.Popen]:
-    settings = get_settings()
-    logs = settings.home / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PULSE_DATABASE_URL": url}
-    dagster_home = (settings.home / "dagster").resolve()
-    dagster_home.mkdir(parents=True, exist_ok=True)
-    (dagster_home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    env["DAGSTER_HOME"] = str(dagster_home)
-    bin_dir = Path(sys.executable).parent
-    repo = Path(__file__).resolve().parent.parent
-    procs = [
-        subprocess.Popen([str(bin_dir / "dagster"), "dev", "-w", "workspace.yaml", "-p", "3000"], cwd=repo, env=env,
-                         stdout=open(logs / "dagster.log", "a"), stderr=subprocess.STDOUT),
-        subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app/streamlit_app.py", "--server.port", "8501",
-                          "--server.headless", "true", "--browser.gatherUsageStats", "false"], cwd=repo, env=env,
-                         stdout=open(logs / "streamlit.log", "a"), stderr=subprocess.STDOUT),
-    ]
-    console.print("Dagster:   http://127.0.0.1:3000  (assets, checks, schedules, sensors)")
-    console.print("Streamlit: http://127.0.0.1:8501  (fleet, device explorer, alerts, data health, detector lab)")
+    """Dagster (webserver + daemon) and Streamlit, started as `pulse up` starts them; logs in PULSE_HOME/logs."""
+    from pulse import supervisor
+
+    plan = supervisor.plan(get_settings(), url, ["dagster-webserver", "dagster-daemon", "app"])
+    procs = [supervisor.spawn(spec, plan.home) for spec in plan.specs]
+    for note in plan.notes:
+        console.print(f"note: {note}")
+    for spec in plan.specs:
+        if spec.url:
+            console.print(f"{spec.name}: {spec.url}  ({spec.about})")
     return procs
 
 
@@ -317,13 +307,10 @@ def run(options: DemoOptions, console: Console) -> dict:
         return _summary(url, backfilled.rows, service, live, assets_materialized, sla, webhook, mail,
                         time.perf_counter() - started)
     finally:
-        for proc in uis:
-            proc.terminate()
-        for proc in uis:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        if uis:
+            from pulse import supervisor
+
+            supervisor.stop_groups(uis, timeout=15)
         webhook.close()
         mail.close()
 

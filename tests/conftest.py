@@ -18,7 +18,8 @@ MQTT_URL = os.environ.get("PULSE_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 TABLES = ["telemetry", "quarantine", "device_state", "devices", "sites", "tenants", "ingest_hours", "lake_exports",
           "asset_check_results", "config_objects", "alerts", "alert_events", "notification_outbox", "silences",
           "engine_snapshots", "deliveries", "delivery_attempts", "escalations", "notification_groups", "channel_state",
-          "report_runs", "report_settings"]
+          "report_runs", "report_settings", "ingest_workers", "app_saved_filters", "anomaly_models",
+          "anomaly_scores", "anomaly_score_batches"]
 
 
 def _url_for(db: str) -> str:
