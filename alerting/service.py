@@ -182,7 +182,7 @@ class AlertService:
         rules_changed = defs != self._rule_defs
         out: list[Transition] = []
         before = self._partitions(self._devices)
-        after = self._partitions(devices)
+        after = self._partitions(devices, defs)
         for key in sorted(set(after) | set(self.engines)):
             devs = after.get(key, [])
             eng = self.engines.get(key)
@@ -209,12 +209,17 @@ class AlertService:
         shard = shard_of(tenant, device, self.shards)
         return f"{tenant}#{shard}" if shard in self.owned else None
 
-    def _partitions(self, devices: dict[str, list]) -> dict[str, list]:
-        """Devices by engine key, for the engines this worker holds (sharded: owned shards only)."""
-        if self.shards is None:
-            return dict(devices)
+    def _partitions(self, devices: dict[str, list], defs: list[dict] | None = None) -> dict[str, list]:
+        """Devices by engine key, for the engines this worker holds: tenants that a rule (of
+        ``defs``, default the current rules) can target, and in sharded mode only the owned
+        shards. A tenant without rules needs no engine (and its readings no evaluation)."""
         out: dict[str, list] = {}
         for tenant, devs in devices.items():
+            if not self._has_rules(tenant, defs):
+                continue
+            if self.shards is None:
+                out[tenant] = list(devs)
+                continue
             for d in devs:
                 key = self._key(tenant, d.device_id)
                 if key is not None:
@@ -258,9 +263,9 @@ class AlertService:
         self.call(release, timeout=60)
         log.info("shard released", shard=shard)
 
-    def _has_rules(self, tenant: str) -> bool:
+    def _has_rules(self, tenant: str, defs: list[dict] | None = None) -> bool:
         """A rule without a tenant in its target applies to every tenant."""
-        scope = {(d.get("target") or {}).get("tenant") for d in self._rule_defs}
+        scope = {(d.get("target") or {}).get("tenant") for d in (self._rule_defs if defs is None else defs)}
         return None in scope or tenant in scope
 
     def _create_engine(self, key: str, defs: list[dict], devices: list) -> list[Transition]:

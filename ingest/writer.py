@@ -2,8 +2,9 @@
 
 One thread owns one connection. Producers (the MQTT callback, HTTP handlers) submit work
 items into a queue bounded by rows; the writer drains it into batches of up to
-``max_batch_rows`` (or whatever arrived within ``linger_ms``), commits each batch in one
-transaction, and only then calls each item's ``done`` callback (MQTT PUBACK, HTTP 202).
+``max_batch_rows`` (or whatever arrived within ``linger_ms``, cut short when the flow
+pauses), commits each batch in one transaction, and only then acknowledges each item
+(MQTT PUBACK, HTTP 202).
 If PostgreSQL goes away the batch is retried with backoff until it commits: items stay
 unacknowledged meanwhile, the queue fills, and producers feel backpressure.
 """
@@ -34,6 +35,10 @@ STATE_TYPES = ["text", "text", "timestamptz", "text", "int8"]
 HOUR_TYPES = ["text", "timestamptz", "int8"]
 _json = msgspec.json.Encoder().encode
 SUMMARY_INTERVAL_S = 1.0
+# A batch is cut early when no new item arrived for this long: lingering only pays while
+# items keep coming. HTTP clients wait for their 202 (after the commit), so with a few
+# requests in flight nothing more arrives and the whole linger was dead time per batch.
+QUIET_S = 0.010  # two GIL switch intervals: a busy MQTT thread can stall that long
 
 
 @dataclass(slots=True)
@@ -298,6 +303,7 @@ class BatchWriter:
         self.on_commit = list(on_commit)
         self._queue: deque[WorkItem] = deque()
         self._queued_rows = 0
+        self._submitted = 0  # items ever submitted: the writer sees whether the flow has paused
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -324,6 +330,7 @@ class BatchWriter:
             was_empty = not self._queue
             self._queue.append(item)
             self._queued_rows += rows
+            self._submitted += 1
             # Waking the writer per message costs more than the message: wake it when work
             # appears or a full batch is ready (it lingers on a timeout otherwise).
             if was_empty or self._queued_rows >= self.max_batch_rows:
@@ -363,13 +370,17 @@ class BatchWriter:
                 self._cond.wait(0.5)
             if not self._queue:
                 return []
-            # Linger briefly so a trickle of messages still forms batches.
+            # Linger briefly so a trickle of messages still forms batches, but not once the
+            # flow has paused (QUIET_S without a new item).
             deadline = time.monotonic() + self.linger_s
             while self._queued_rows < self.max_batch_rows and not self._stopping:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                seen = self._submitted
+                self._cond.wait(min(remaining, QUIET_S))
+                if self._submitted == seen:
+                    break
             batch, rows = [], 0
             while self._queue and (not batch or rows + self._queue[0].rows <= self.max_batch_rows):
                 item = self._queue.popleft()
