@@ -13,7 +13,8 @@ ENTRY = Path(__file__).resolve().parent / "streamlit_app.py"
 
 
 def streamlit_command(port: int, address: str = "127.0.0.1", headless: bool = True) -> list[str]:
-    return [sys.executable, "-m", "streamlit", "run", str(ENTRY),
+    # app.serve = `streamlit run` with the pages' heavy imports done before the first visitor
+    return [sys.executable, "-m", "app.serve", "run", str(ENTRY),
             "--server.port", str(port), "--server.address", address,
             "--server.headless", "true" if headless else "false",
             "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"]

@@ -51,3 +51,23 @@ def _flagged(scores: np.ndarray, threshold: float, probation: int) -> np.ndarray
 
 def validate(detector: str, params: dict) -> dict:
     return registry.validate_params(detector, params)
+
+
+def backtest_per_day(transitions: list[dict]):
+    """Alerts fired, flaps and would-be pages per UTC day from ``run_backtest`` transitions
+    (the same definitions as ``alerting.backtest``: a page is a new problem reaching firing
+    or flapping; a flap is an entry into flapping)."""
+    import polars as pl
+
+    schema = {"day": pl.Date, "alerts": pl.Int64, "flaps": pl.Int64, "pages": pl.Int64}
+    if not transitions:
+        return pl.DataFrame(schema=schema)
+    t = pl.DataFrame(transitions).select(
+        pl.col("at").str.to_datetime(time_zone="UTC").dt.date().alias("day"), "alert_id", "from_state", "to_state")
+    into_alert = pl.col("to_state").is_in(["firing", "flapping"])
+    return (t.group_by("day").agg(
+                pl.col("alert_id").filter(into_alert).n_unique().cast(pl.Int64).alias("alerts"),
+                ((pl.col("to_state") == "flapping") & (pl.col("from_state") != "flapping")).sum().cast(pl.Int64)
+                .alias("flaps"),
+                (into_alert & pl.col("from_state").is_in(["inactive", "pending"])).sum().cast(pl.Int64).alias("pages"))
+            .sort("day").select(list(schema)))

@@ -206,7 +206,8 @@ DEVICE_SCHEMA = {"tenant_id": pl.String, "device_id": pl.String, "name": pl.Stri
 
 @st.cache_data(ttl=TTL_LIVE, show_spinner=False)
 def _devices(url: str, sc, search: str, site_ids: tuple[str, ...], tags: tuple[tuple[str, str], ...],
-             statuses: tuple[str, ...], online_s: float, limit: int) -> pl.DataFrame:
+             statuses: tuple[str, ...], online_s: float, limit: int,
+             ranges: tuple[tuple[str, float | None, float | None], ...] = ()) -> pl.DataFrame:
     rows = _rows(url, """
         select * from (
             select d.tenant_id, d.device_id, d.name, d.site_id, d.device_type,
@@ -220,21 +221,80 @@ def _devices(url: str, sc, search: str, site_ids: tuple[str, ...], tags: tuple[t
               and (%(q)s = '' or d.device_id ilike %(like)s or coalesce(d.name, '') ilike %(like)s)
               and (cardinality(%(sites)s::text[]) = 0 or d.site_id = any(%(sites)s))
               and d.tags @> %(tags)s
+              -- metric ranges: the last value of every listed metric lies within [lo, hi]
+              and not exists (select 1 from jsonb_to_recordset(%(ranges)s::jsonb) r(metric text, lo float8, hi float8)
+                              where not coalesce(jsonb_typeof(s.last_values -> r.metric) = 'number'
+                                                 and (r.lo is null or (s.last_values ->> r.metric)::float8 >= r.lo)
+                                                 and (r.hi is null or (s.last_values ->> r.metric)::float8 <= r.hi),
+                                                 false))
         ) f
         where cardinality(%(st)s::text[]) = 0 or status = any(%(st)s)
         order by tenant_id, device_id limit %(limit)s""",
         {"ts": list(sc) if sc else None, "online": timedelta(seconds=online_s), "q": search,
          "like": f"%{search}%", "sites": list(site_ids), "tags": Jsonb(dict(tags)), "st": list(statuses),
-         "limit": limit})
+         "limit": limit, "ranges": Jsonb([{"metric": m, "lo": lo, "hi": hi} for m, lo, hi in ranges])})
     return _frame(rows, DEVICE_SCHEMA)
 
 
 def devices(tenant: str | None = None, *, search: str = "", site_ids: Sequence[str] = (),
-            tags: dict[str, str] | None = None, statuses: Sequence[str] = (), limit: int = 50_000) -> pl.DataFrame:
-    """The filtered fleet: tags must all match (``tags @> {...}``), statuses any of DEVICE_STATUSES."""
+            tags: dict[str, str] | None = None, statuses: Sequence[str] = (), limit: int = 50_000,
+            metric_ranges: Sequence[tuple[str, float | None, float | None]] = ()) -> pl.DataFrame:
+    """The filtered fleet: tags must all match (``tags @> {...}``), statuses any of DEVICE_STATUSES,
+    and for each ``(metric, lo, hi)`` the device's last value of ``metric`` (device_state) lies in
+    ``[lo, hi]`` (None = open end; a device without that metric does not match)."""
+    ranges = tuple(sorted((m, None if lo is None else float(lo), None if hi is None else float(hi))
+                          for m, lo, hi in metric_ranges if m))
     return _devices(database_url(), scope(tenant), search.strip(), tuple(sorted(site_ids)),
                     tuple(sorted((tags or {}).items())), tuple(sorted(statuses)), ONLINE_WITHIN.total_seconds(),
-                    limit)
+                    limit, ranges)
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _metric_options(url: str, sc) -> list[str]:
+    rows = _rows(url, """select distinct k as metric from device_state s, jsonb_object_keys(s.last_values) k
+                         where (%(ts)s::text[] is null or s.tenant_id = any(%(ts)s)) order by 1 limit 300""",
+                 {"ts": list(sc) if sc else None})
+    return [r["metric"] for r in rows]
+
+
+def metric_options(tenant: str | None = None) -> list[str]:
+    """Metrics that devices of the scope have a last value for (the fleet's metric-range filter)."""
+    return _metric_options(database_url(), scope(tenant))
+
+
+# ------------------------------------------------------------------ saved fleet filters
+
+ALL_TENANTS_KEY = "*"  # owner of filters saved in the all-tenants view (unpinned viewers only)
+
+
+def _filter_owner(tenant: str | None) -> str:
+    sc = scope(tenant)
+    return sc[0] if sc else ALL_TENANTS_KEY
+
+
+def saved_filters(tenant: str | None = None) -> dict[str, dict]:
+    """Named filters saved for this tenant (or for the all-tenants view): name → filter state."""
+    rows = _rows(database_url(), """select name, filters from app_saved_filters where tenant_id = %s
+                                    order by name""", (_filter_owner(tenant),))
+    return {r["name"]: r["filters"] for r in rows}
+
+
+def save_filter(tenant: str | None, name: str, filters: dict, user: str | None = None) -> None:
+    """Create or replace a named filter of this tenant (the app's own table, not alerting's)."""
+    name = name.strip()
+    if not name or len(name) > 80:
+        raise ValueError("a filter name needs 1 to 80 characters")
+    with connection() as conn:
+        conn.execute("""insert into app_saved_filters (tenant_id, name, filters, created_by) values (%s, %s, %s, %s)
+                        on conflict (tenant_id, name) do update set filters = excluded.filters,
+                            created_by = excluded.created_by, updated_at = now()""",
+                     (_filter_owner(tenant), name, Jsonb(filters), user))
+
+
+def delete_filter(tenant: str | None, name: str) -> bool:
+    with connection() as conn:
+        return conn.execute("delete from app_saved_filters where tenant_id = %s and name = %s",
+                            (_filter_owner(tenant), name)).rowcount > 0
 
 
 @st.cache_data(ttl=TTL_SLOW, show_spinner=False)
@@ -336,10 +396,16 @@ def _series(url: str, tenant: str, device_id: str, metrics: tuple[str, ...], sta
             grain: str, lake_dir: str, max_points: int) -> tuple[pl.DataFrame, str]:
     p = {"t": tenant, "d": device_id, "m": list(metrics), "s": start, "e": end}
     if grain == "auto":
-        counts = _rows(url, """select count(*) as n from telemetry where tenant_id = %(t)s and device_id = %(d)s
+        counts = _rows(url, """select count(*) as n, min(time) as first from telemetry
+                               where tenant_id = %(t)s and device_id = %(d)s
                                and metric = any(%(m)s) and time >= %(s)s and time < %(e)s
                                group by metric order by 1 desc limit 1""", p)
-        grain = pick_grain((end - start).total_seconds(), counts[0]["n"] if counts else 0, max_points)
+        span = (end - start).total_seconds()
+        n, first = (counts[0]["n"], counts[0]["first"]) if counts else (0, None)
+        # Raw rows only when they fit AND reach back to the range's start: older hours may have
+        # left the hot store (retention) and live in the lake's rollups only.
+        covers = first is not None and (first - start).total_seconds() <= max(3600.0, 0.05 * span)
+        grain = pick_grain(span, n if covers or span <= 86400 else max_points + 1, max_points)
     if grain == "raw":
         rows = _rows(url, """select metric, time, value, value as min, value as max, 'raw' as source
                              from telemetry
@@ -593,3 +659,160 @@ def nab_corpus(key: str):
     if root is None:
         raise FileNotFoundError("NAB corpus not found: set PULSE_NAB_DIR")
     return _nab_corpus(str(root), key)
+
+
+# ------------------------------------------------------------------ silences (alerts page)
+
+
+SILENCE_SCHEMA = {"silence_id": pl.Int64, "tenant_id": pl.String, "matchers": pl.String,
+                  "starts_at": pl.Datetime("us", "UTC"), "ends_at": pl.Datetime("us", "UTC"),
+                  "recurrence": pl.String, "active_now": pl.Boolean, "created_by": pl.String, "comment": pl.String}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _silences(url: str, sc, pinned: str | None) -> pl.DataFrame:
+    import json
+
+    from alerting.silences import list_silences
+
+    with connection(url) as conn:
+        items = list_silences(conn, tenant_id=sc[0] if sc and len(sc) == 1 else None)
+    # a viewer pinned to one tenant sees only that tenant's silences (global ones may name others' devices)
+    items = [s for s in items if pinned is None or s["tenant_id"] == pinned]
+    rows = [{**{k: s.get(k) for k in SILENCE_SCHEMA}, "matchers": json.dumps(s["matchers"], sort_keys=True)}
+            for s in items]
+    return _frame(rows, SILENCE_SCHEMA)
+
+
+def silences(tenant: str | None = None) -> pl.DataFrame:
+    """Silences that have not ended (through ``alerting.silences.list_silences``), with ``active_now``."""
+    return _silences(database_url(), scope(tenant), viewer_tenant())
+
+
+# ------------------------------------------------------------------ SLA reports
+
+
+def lake_dir() -> Path | None:
+    from pulse.settings import get_settings
+
+    path = get_settings().lake_path
+    return path if path.exists() else None
+
+
+@st.cache_data(ttl=TTL_SLOW, show_spinner=False)
+def _tenant_zone(url: str, tenant: str) -> str:
+    from assets.sla import tenant_zone
+
+    with connection(url) as conn:
+        return tenant_zone(conn, tenant)
+
+
+def tenant_time_zone(tenant: str | None) -> str:
+    return _tenant_zone(database_url(), _one_tenant(tenant))
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=16)
+def _sla_report(url: str, tenant: str, period_label: str, site: str | None, lake: str | None):
+    from assets import sla
+
+    with connection(url) as conn:
+        period = sla.parse_period(period_label, sla.tenant_zone(conn, tenant))
+        settings = sla.load_report_settings(conn, tenant)
+        devs = sla.load_devices(conn, tenant)
+        if site is not None:
+            devs = devs.filter(pl.col("site_id").fill_null(sla.NO_SITE) == site)
+        readings = sla.load_readings(conn, Path(lake) if lake else None, tenant, period.start - sla.LOOKBACK,
+                                     period.end)
+        alerts, events = sla.load_alerts(conn, tenant, period.start, period.end)
+    if site is not None:
+        readings = readings.filter(pl.col("device_id").is_in(devs["device_id"].implode()))
+        alerts = alerts.filter(pl.col("site_id").fill_null(sla.NO_SITE) == site)
+    return sla.sla_report_from_frames(tenant, period, readings, devs, alerts, events, target_pct=settings.target_pct)
+
+
+def sla_report(tenant: str | None, period_label: str, site: str | None = None):
+    """The SLA report (``assets.sla``'s pure functions over its loaders) of one tenant — or one
+    of its sites — for a period label (YYYY-MM or YYYY-MM-DD, tenant-local). Raises UserError
+    for a bad period."""
+    lake = lake_dir()
+    return _sla_report(database_url(), _one_tenant(tenant), period_label.strip(), site, str(lake) if lake else None)
+
+
+RUN_SCHEMA = {"run_id": pl.Int64, "tenant_id": pl.String, "period": pl.String, "formats": pl.String,
+              "started_at": pl.Datetime("us", "UTC"), "finished_at": pl.Datetime("us", "UTC"), "status": pl.String,
+              "delivery": pl.String, "path": pl.String, "error": pl.String}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _report_runs(url: str, sc, limit: int) -> pl.DataFrame:
+    from assets.sla_delivery import report_runs
+
+    with connection(url) as conn:
+        if sc is None:
+            items = report_runs(conn, None, limit)
+        else:
+            items = [r for t in sc for r in report_runs(conn, t, limit)]
+    rows = []
+    for r in items:
+        sent = r["delivered_to"] or []
+        delivery = ", ".join(f"{d.get('kind')} {d.get('target')}: {'ok' if d.get('ok') else 'FAILED'}" for d in sent)
+        rows.append({**{k: r.get(k) for k in RUN_SCHEMA}, "formats": ",".join(r["formats"] or []),
+                     "delivery": delivery or "not delivered"})
+    return _frame(rows, RUN_SCHEMA).sort("run_id", descending=True)
+
+
+def report_runs(tenant: str | None = None, limit: int = 50) -> pl.DataFrame:
+    """Scheduled and manual report runs (``report_runs``) with their delivery outcome, newest first."""
+    return _report_runs(database_url(), scope(tenant), limit)
+
+
+# ------------------------------------------------------------------ rules (rule lab)
+
+
+def _rule_tenant(definition: dict) -> str | None:
+    return (definition.get("target") or {}).get("tenant")
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _rules(url: str, sc, pinned: str | None) -> list[dict]:
+    from alerting.config import load_objects
+
+    with connection(url) as conn:
+        defs = load_objects(conn, "rule")
+    if sc is None:
+        return defs
+    # a pinned viewer sees its tenant's rules only; an admin looking at one tenant also sees fleet-wide rules
+    return [d for d in defs if _rule_tenant(d) in sc or (pinned is None and _rule_tenant(d) is None)]
+
+
+def rules(tenant: str | None = None) -> list[dict]:
+    """Applied rule definitions (``config_objects``) visible in this scope."""
+    return _rules(database_url(), scope(tenant), viewer_tenant())
+
+
+def rule_owner(rule_id: str) -> tuple[bool, str | None]:
+    """(exists, target tenant) of an applied rule id, whatever the scope: saving must not
+    overwrite another tenant's rule."""
+    rows = _rows(database_url(), """select definition -> 'target' ->> 'tenant' as tenant from config_objects
+                                    where kind = 'rule' and id = %s""", (rule_id,))
+    return (bool(rows), rows[0]["tenant"] if rows else None)
+
+
+@st.cache_data(ttl=600, show_spinner=False, max_entries=16)
+def _backtest(url: str, tenant: str, rule_json: str, start: datetime, end: datetime) -> dict:
+    import json
+
+    from alerting.history import run_backtest
+    from alerting.rules import load_rules
+
+    rules_ = load_rules({"rules": json.loads(rule_json)})
+    with connection(url) as conn:
+        return run_backtest(conn, rules_, start, end, tenant=tenant)
+
+
+def backtest(tenant: str | None, rule_definitions: Sequence[dict], start: datetime, end: datetime) -> dict:
+    """``alerting.history.run_backtest`` over one tenant's stored telemetry (cached per rule set and range)."""
+    import json
+
+    return _backtest(database_url(), _one_tenant(tenant), json.dumps(list(rule_definitions), sort_keys=True,
+                                                                      default=str), start, end)

@@ -24,7 +24,9 @@ PAGES = [
     st.Page("app_pages/device.py", title="Device explorer", icon=":material/sensors:", url_path="device"),
     st.Page("app_pages/health.py", title="Data health", icon=":material/health_and_safety:", url_path="health"),
     st.Page("app_pages/alerts.py", title="Alerts", icon=":material/notifications:", url_path="alerts"),
+    st.Page("app_pages/sla.py", title="SLA reports", icon=":material/summarize:", url_path="sla"),
     st.Page("app_pages/lab.py", title="Detector lab", icon=":material/science:", url_path="lab"),
+    st.Page("app_pages/rules.py", title="Rule lab", icon=":material/rule:", url_path="rules"),
 ]
 page = st.navigation(PAGES)
 

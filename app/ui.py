@@ -54,3 +54,12 @@ def pick_tenant(key: str) -> str | None:
     if not options:
         return None
     return st.selectbox("Tenant", options, key=key)
+
+
+def require_tenant(key: str, empty_message: str) -> str:
+    """``pick_tenant``, or a friendly message and the end of the page when there is no tenant."""
+    tenant = pick_tenant(key)
+    if tenant is None:
+        st.info(empty_message)
+        st.stop()
+    return tenant

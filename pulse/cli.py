@@ -647,7 +647,7 @@ def bench_app_pages(
     devices: Annotated[int, typer.Option(min=1, help="devices in the generated fleet")] = 10_000,
     days: Annotated[int, typer.Option(min=1, max=366, help="days of 1-minute data the lake rollups cover")] = 30,
     metrics: Annotated[int, typer.Option(min=1, max=5, help="metrics per device")] = 3,
-    warm_runs: Annotated[int, typer.Option(min=1, help="warm visits per page (median reported)")] = 3,
+    warm_runs: Annotated[int, typer.Option(min=1, help="warm visits per page (median reported)")] = 5,
     reuse: Annotated[bool, typer.Option("--reuse/--regenerate", help="reuse a generated lake of the same size")] = True,
     as_json: Annotated[bool, typer.Option("--json")] = True,
 ) -> None:

@@ -45,6 +45,13 @@ else:
         width="stretch", key="alerts_timeline")
     st.dataframe(events, hide_index=True, key="alerts_events")
 
+st.subheader("Active silences")
+silenced = queries.silences(tenant)
+if silenced.is_empty():
+    st.caption("No silences in effect or scheduled.")
+else:
+    st.dataframe(silenced, hide_index=True, key="alerts_silences")
+
 st.subheader("Actions")
 can = actions.available()
 if not any(can.values()):
@@ -55,7 +62,8 @@ a1, a2 = st.columns([2, 1])
 actor = a1.text_input("Your name", key="alerts_actor")
 resolution = a2.selectbox("Resolution (for Resolve)", actions.resolutions(), key="alerts_resolution")
 note = st.text_area("Comment", key="alerts_note")
-b1, b2, b3 = st.columns(3)
+SILENCE_FOR = {"1 hour": 3600, "4 hours": 4 * 3600, "24 hours": 86400, "7 days": 7 * 86400}
+b1, b2, b3, b4, b5 = st.columns([1, 1, 1, 1, 1], vertical_alignment="bottom")
 pressed = None
 if b1.button("Acknowledge", key="alerts_ack", disabled=not can["ack"]):
     pressed = "ack"
@@ -63,6 +71,10 @@ if b2.button("Resolve", key="alerts_resolve", disabled=not can["resolve"]):
     pressed = "resolve"
 if b3.button("Comment", key="alerts_comment", disabled=not can["comment"]):
     pressed = "comment"
+silence_for = b4.selectbox("Silence for", list(SILENCE_FOR), key="alerts_silence_for",
+                           help="silences this alert's rule on its device (tenant + rule + device matchers)")
+if b5.button("Silence", key="alerts_silence", icon=":material/notifications_paused:"):
+    pressed = "silence"
 if pressed:
     if not actor.strip():
         st.warning("Enter your name: every action is recorded in the audit trail.")
@@ -72,10 +84,16 @@ if pressed:
         from pulse.errors import UserError
 
         try:
-            actions.perform(pressed, alert_id, actor.strip(), note.strip() or None, resolution)
+            if pressed == "silence":
+                row = table.filter(table["alert_id"] == alert_id).row(0, named=True)
+                made = actions.silence(row, actor.strip(), SILENCE_FOR[silence_for], note.strip() or None)
+                done = f"silence {made.silence_id} added for {silence_for} ({row['rule_id']} on {row['device_id'] or 'all devices'})."
+            else:
+                actions.perform(pressed, alert_id, actor.strip(), note.strip() or None, resolution)
+                done = f"{pressed} recorded for {alert_id}."
         except (UserError, actions.ActionUnavailable) as exc:  # e.g. already resolved → a message
             st.error(f"{pressed} failed: {exc}")
         else:
             queries.clear_caches()  # the list and the timeline must show the action now
-            st.session_state["alerts_flash"] = f"{pressed} recorded for {alert_id}."
+            st.session_state["alerts_flash"] = done
             st.rerun()

@@ -9,10 +9,7 @@ import streamlit as st
 from app import queries, ui
 
 st.title("Device explorer")
-tenant = ui.pick_tenant("device_tenant")
-if tenant is None:
-    st.info("No tenants yet: there is nothing to explore.")
-    st.stop()
+tenant = ui.require_tenant("device_tenant", "No tenants yet: there is nothing to explore.")
 
 fleet = queries.devices(tenant)
 # devices that report come first, so the default choice has something to show

@@ -5,7 +5,7 @@ import altair as alt
 import polars as pl
 import streamlit as st
 
-from app import lab, queries, ui
+from app import actions, lab, queries, ui
 from detectors import registry
 
 st.title("Detector lab")
@@ -15,6 +15,7 @@ source = st.radio("Series", ["NAB file", "Fleet series"], horizontal=True, key="
 
 values = times = None
 corpus = None
+key = tenant = device_id = metric = window = None
 if source == "NAB file":
     files = queries.nab_files()
     if not files:
@@ -84,7 +85,12 @@ if not labelled:
     threshold = st.slider("Flag threshold", 0.0, 1.0, 0.9, 0.01, key="lab_threshold",
                           help="without labels there is no optimal threshold: choose one")
 
-if not st.button("Run detector", key="lab_run", type="primary"):
+# the result stays on screen (e.g. while saving it as a rule) until the configuration changes
+config_key = repr((source, key if corpus is not None else (tenant, device_id, metric, window), detector,
+                   sorted(params.items()), threshold))
+if st.button("Run detector", key="lab_run", type="primary"):
+    st.session_state["lab_ran"] = config_key
+if st.session_state.get("lab_ran") != config_key:
     st.caption("Choose a series and a detector, then run it.")
     st.stop()
 
@@ -124,3 +130,43 @@ st.altair_chart(alt.Chart(score_view.to_pandas()).mark_line(color="gray").encode
     x=base_x, y=alt.Y("score:Q", scale=alt.Scale(domain=[0, 1]))).properties(height=140), width="stretch",
     key="lab_scores")
 st.caption("Orange: labelled anomaly windows · red: flagged points" if corpus is not None else "Red: flagged points")
+
+st.subheader("Save as a fleet anomaly rule")
+st.caption("The rule fires when the detector's score (metric `anomaly_score.<metric>`, written by the anomaly "
+           "assets) reaches the threshold. Start in shadow mode: alerts are recorded, never notified.")
+if flash := st.session_state.pop("lab_flash", None):
+    st.success(flash, icon=":material/check:")
+rule_tenant = tenant if corpus is None else ui.pick_tenant("lab_rule_tenant")
+if rule_tenant is None:
+    st.info("No tenant to save a rule for yet.")
+    st.stop()
+r = st.columns(4)
+rule_id = r[0].text_input("Rule id", value=f"anomaly-{detector}-{metric or 'value'}".replace("_", "-"),
+                          key="lab_rule_id")
+rule_metric = r[1].text_input("Metric", value=metric or "value", key="lab_rule_metric",
+                              help="the telemetry metric the detector scores")
+rule_threshold = r[2].number_input("Score threshold", 0.0, 1.0, float(round(result.threshold, 4)), 0.01,
+                                   key="lab_rule_threshold", format="%.4f")
+rule_severity = r[3].selectbox("Severity", ["info", "warning", "critical"], index=1, key="lab_rule_severity")
+q = st.columns([2, 2, 1], vertical_alignment="bottom")
+rule_shadow = q[0].checkbox("Shadow mode (recommended first)", value=True, key="lab_rule_shadow")
+only_device = q[1].checkbox(f"Only device {device_id}", value=False, key="lab_rule_one_device",
+                            disabled=device_id is None)
+if q[2].button("Save rule", key="lab_rule_save", icon=":material/save:"):
+    import json
+
+    from pulse.errors import UserError
+
+    definition = {"id": rule_id.strip(), "kind": "anomaly", "metric": rule_metric.strip(),
+                  "threshold": rule_threshold, "detector": detector, "severity": rule_severity,
+                  "shadow": rule_shadow, "labels": {"detector_params": json.dumps(checked, sort_keys=True)},
+                  "target": {"tenant": rule_tenant, **({"devices": [device_id]} if only_device and device_id else {})}}
+    try:
+        saved = actions.save_rule(definition, rule_tenant)
+    except UserError as exc:
+        st.error(f"Not saved: {exc}")
+    else:
+        queries.clear_caches()
+        st.session_state["lab_flash"] = (f"Anomaly rule {saved['id']} saved for {rule_tenant}"
+                                         f"{' in shadow mode' if rule_shadow else ''}.")
+        st.rerun()

@@ -211,14 +211,18 @@ def test_empty_store_friendly_messages(app_env, pg_url, monkeypatch):
         at.switch_page(page).run()
         assert not at.exception and not at.error, page
     assert "No alerts match these filters." in texts(at)
+    for page, message in (("app_pages/sla.py", "nothing to report on"), ("app_pages/rules.py", "No tenants yet")):
+        at.switch_page(page).run()
+        assert not at.exception and not at.error and message in texts(at), page
 
 
 def test_unreachable_store_shows_message_not_traceback(app_env, monkeypatch):
     monkeypatch.setenv("PULSE_DATABASE_URL", "postgresql://nobody:x@127.0.0.1:1/none")
     at = run()
     assert at.error and "unreachable" in at.error[0].value
-    at.switch_page("app_pages/alerts.py").run()
-    assert not at.exception and "unreachable" in at.error[0].value
+    for page in ("app_pages/alerts.py", "app_pages/sla.py", "app_pages/rules.py"):
+        at.switch_page(page).run()
+        assert not at.exception and "unreachable" in at.error[0].value, page
 
 
 def test_detector_lab_unlabelled_nab_file(seeded):
@@ -289,3 +293,14 @@ def test_pulse_app_command_is_registered():
     assert cmd[cmd.index("--server.port") + 1] == "8765"
     assert cmd[cmd.index("--server.headless") + 1] == "true"
     assert Path(cmd[cmd.index("run") + 1]).name == "streamlit_app.py"
+
+
+def test_auto_grain_uses_rollups_when_raw_rows_do_not_reach_back(seeded):
+    """A range older than the hot store's rows reads the lake rollups, not the few raw rows."""
+    device = seeded.a_devices[1]
+    end = datetime.now(UTC)
+    frame, grain = queries.series(TENANT_A, device, ["voltage_v"], end - timedelta(days=30), end)
+    assert grain == "1h"  # 288 raw points fit in 2,000, but they cover 1 of the 30 days
+    assert 0 < frame.height <= queries.MAX_POINTS
+    short, grain = queries.series(TENANT_A, device, ["voltage_v"], end - timedelta(hours=6), end)
+    assert grain == "raw" and short.height >= 60

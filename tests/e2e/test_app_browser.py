@@ -1,5 +1,6 @@
 """End to end: the real Streamlit server (`streamlit run`) against the test database, driven
-by headless Debian Chromium through Playwright; screenshots land in test-artifacts/."""
+by headless Debian Chromium through Playwright; screenshots land in test-artifacts/ (and, with
+PULSE_UPDATE_SCREENSHOTS=1, in docs/screenshots/<page>.png for the README tour)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from tests.app.app_fixtures import seed  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "test-artifacts"
+DOC_SHOTS = ROOT / "docs" / "screenshots"
 
 
 @pytest.fixture(scope="session")
@@ -76,10 +78,38 @@ def _no_exception(page: Page) -> None:
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
+def _settled(page: Page) -> None:
+    """Streamlit's running indicator is gone: the script run that drew the page has finished."""
+    expect(page.get_by_test_id("stStatusWidget")).to_have_count(0)
+
+
+def _click_until(page: Page, button: str, shows, tries: int = 3) -> None:
+    """Click an idempotent button until ``shows`` is visible (a click that lands while the
+    frontend is still wiring the widget up is lost on a loaded machine)."""
+    for attempt in range(tries):
+        _settled(page)
+        page.get_by_role("button", name=button, exact=True).click()
+        try:
+            expect(shows).to_be_visible(timeout=20_000)
+            return
+        except AssertionError:
+            if attempt == tries - 1:
+                raise
+
+
+def _shot(page: Page, name: str) -> None:
+    _settled(page)
+    _no_exception(page)
+    page.screenshot(path=ARTIFACTS / f"app-{name}.png", full_page=True)
+    if os.environ.get("PULSE_UPDATE_SCREENSHOTS") == "1":
+        DOC_SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=DOC_SHOTS / f"{name}.png", full_page=True)
+
+
 def test_every_page_in_chromium(app_url, page: Page):
     expect.set_options(timeout=45_000)
     ARTIFACTS.mkdir(exist_ok=True)
-    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.set_viewport_size({"width": 1400, "height": 2000})  # Streamlit scrolls inside: a tall window shows all
 
     page.goto(app_url + "/")
     expect(page.get_by_role("heading", name="Fleet overview")).to_be_visible()
@@ -87,29 +117,43 @@ def test_every_page_in_chromium(app_url, page: Page):
     expect(page.get_by_text("8 device(s)")).to_be_visible()
     expect(page.get_by_test_id("stDeckGlJsonChart")).to_be_visible()
     expect(page.get_by_test_id("stDownloadButton")).to_be_visible()
-    _no_exception(page)
-    page.screenshot(path=ARTIFACTS / "app-fleet.png", full_page=True)
+    expect(page.get_by_text("Metric ranges (last value between min and max)")).to_be_visible()
+    _shot(page, "fleet")
 
     page.goto(app_url + "/device")
     expect(page.get_by_role("heading", name="Device explorer")).to_be_visible()
     expect(page.get_by_text("points sent")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
-    _no_exception(page)
-    page.screenshot(path=ARTIFACTS / "app-device.png", full_page=True)
+    _shot(page, "device")
 
     page.goto(app_url + "/health")
     expect(page.get_by_role("heading", name="Data health")).to_be_visible()
     expect(page.get_by_text("Checks failing")).to_be_visible()
     expect(page.get_by_text("unknown_device — 1")).to_be_visible()
-    _no_exception(page)
-    page.screenshot(path=ARTIFACTS / "app-health.png", full_page=True)
+    _shot(page, "health")
 
     page.goto(app_url + "/alerts")
     expect(page.get_by_role("heading", name="Alerts", exact=True)).to_be_visible()
     expect(page.get_by_text("2 alert(s)")).to_be_visible()
     expect(page.get_by_role("heading", name="Event timeline")).to_be_visible()
-    _no_exception(page)
-    page.screenshot(path=ARTIFACTS / "app-alerts.png", full_page=True)
+    expect(page.get_by_role("heading", name="Active silences")).to_be_visible()
+    _settled(page)
+    # acknowledge the selected alert as a named operator: the timeline shows the ack
+    page.get_by_label("Your name").fill("olga")
+    page.get_by_label("Your name").press("Enter")
+    # (a retried click that finds the ack already done by olga proves the first one landed)
+    _click_until(page, "Acknowledge", page.get_by_text("ack recorded for").or_(
+        page.get_by_text("already acknowledged by olga")))
+    expect(page.get_by_test_id("stDataFrame").nth(1)).to_be_visible()
+    _shot(page, "alerts")
+
+    page.goto(app_url + "/sla")
+    expect(page.get_by_role("heading", name="SLA reports")).to_be_visible()
+    expect(page.get_by_role("heading", name="Report runs")).to_be_visible()
+    _click_until(page, "Build report", page.get_by_text("Availability by site"))
+    expect(page.get_by_text("Devices below target")).to_be_visible()
+    expect(page.get_by_role("button", name="Download HTML")).to_be_visible()
+    _shot(page, "sla")
 
     page.goto(app_url + "/lab")
     expect(page.get_by_role("heading", name="Detector lab")).to_be_visible()
@@ -118,8 +162,15 @@ def test_every_page_in_chromium(app_url, page: Page):
     if get_settings().nab_dir is None:  # a checkout without ../shared: the lab says how to get NAB
         expect(page.get_by_text("The NAB corpus was not found")).to_be_visible()
     else:
-        page.get_by_role("button", name="Run detector").click()
-        expect(page.get_by_text("NAB score of this file")).to_be_visible()
+        _click_until(page, "Run detector", page.get_by_text("NAB score of this file"))
         expect(page.get_by_text("Flagged points", exact=True)).to_be_visible()
-    _no_exception(page)
-    page.screenshot(path=ARTIFACTS / "app-lab.png", full_page=True)
+        expect(page.get_by_role("heading", name="Save as a fleet anomaly rule")).to_be_visible()
+    _shot(page, "lab")
+
+    page.goto(app_url + "/rules")
+    expect(page.get_by_role("heading", name="Rule lab")).to_be_visible()
+    _click_until(page, "Backtest", page.get_by_role("heading", name="Backtest of new-rule"))
+    expect(page.get_by_text("Alerts fired")).to_be_visible()
+    expect(page.get_by_text("Pages per day")).to_be_visible()
+    expect(page.get_by_role("button", name="Save rule", exact=True)).to_be_visible()
+    _shot(page, "rules")
