@@ -72,7 +72,7 @@ def _copy_block(conn: psycopg.Connection, block: bytes) -> None:
                     copy.write(data)
         except psycopg.errors.UniqueViolation:
             # history overlapping what is stored: keep what is there, add the rest
-            cur.execute("create temp table if not exists backfill_stage (like telemetry)")
+            cur.execute("create temp table if not exists backfill_stage (like telemetry including defaults)")
             with cur.copy(f"copy backfill_stage {cols} from stdin (format binary)") as copy:
                 copy.write(data)
             cur.execute(f"insert into telemetry {cols} select {cols[1:-1]} from backfill_stage on conflict do nothing")
