@@ -6,11 +6,12 @@ A value never seen in a long history is surprising; the ``log(t+2)`` divisor put
 and long histories on one scale so that one threshold serves every series.
 
 Ensemble: weighted max of value novelty at three timescales (raw value, short moving
-average: shifts hidden in noise, long moving average: slow level changes) and,
-optionally, other registered detectors calibrated through a Numenta-style anomaly
-likelihood; then *margin suppression* keeps only scores that beat everything in the
-previous ``suppress`` rows (one event, one alarm) and ranks them partly by how far they
-beat it (clear events above marginal new highs).
+average: shifts hidden in noise, long moving average: slow level changes), temporal-pattern
+novelty (``detectors.pattern``: a recent window shaped like nothing before; a level
+transition never seen before) and, optionally, other registered detectors calibrated
+through a Numenta-style anomaly likelihood; then *margin suppression* keeps only scores
+that beat everything in the previous ``suppress`` rows (one event, one alarm) and ranks
+them partly by how far they beat it (clear events above marginal new highs).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from pydantic import Field
 
 from detectors._ops import anomaly_likelihood, cumcount, rolling, shift
 from detectors.base import Detector, Params, ffill
+from detectors.pattern import KeyCounts, PatternNN, level_keys, transition_key_stream, transition_keys
 from detectors.registry import get, register
 
 
@@ -129,21 +131,43 @@ class Novelty(Detector):
 
 class EnsembleParams(Params):
     bins: int = Field(20, ge=2, le=10_000, description="novelty bins over the known value range")
-    prior: float = Field(3.0, ge=1.0, le=1000, description="novelty pseudo-count per bin")
+    prior: float = Field(2.0, ge=1.0, le=1000, description="novelty pseudo-count per bin")
     smooth: int = Field(5, ge=2, le=1000, description="moving-average length for the smoothed-novelty member")
     long_smooth: int = Field(
         50, ge=0, le=10_000, description="moving-average length for the slow-level novelty member (0 = off)"
     )
     w_value: float = Field(1.0, ge=0, le=1, description="weight of raw value novelty")
-    w_smooth: float = Field(0.9, ge=0, le=1, description="weight of smoothed value novelty")
-    w_long: float = Field(0.9, ge=0, le=1, description="weight of slow-level (long moving average) novelty")
+    w_smooth: float = Field(0.8, ge=0, le=1, description="weight of smoothed value novelty")
+    w_long: float = Field(0.8, ge=0, le=1, description="weight of slow-level (long moving average) novelty")
+    w_pattern: float = Field(
+        0.95, ge=0, le=1, description="weight of pattern novelty (nearest-neighbour distance of recent window shape)"
+    )
+    pattern_blocks: int = Field(
+        40, ge=1, le=10_000, description="pattern block = fitted history length / this (rows averaged per block)"
+    )
+    pattern_length: int = Field(16, ge=2, le=1000, description="blocks per pattern window")
+    pattern_prior: float = Field(
+        2.0, ge=1.0, le=1000, description="pseudo-count of the pattern rank novelty (higher = calmer)"
+    )
+    pattern_warmup: float = Field(
+        0.5, ge=0, le=10, description="pattern distances of the first this-fraction of the fitted history are not references"
+    )
+    w_transition: float = Field(
+        0.9, ge=0, le=1, description="weight of transition novelty (rarity of the level pair now / one block ago)"
+    )
+    transition_bins: int = Field(10, ge=2, le=1000, description="coarse bins for transition novelty")
+    transition_blocks: int = Field(
+        50, ge=1, le=10_000, description="transition block = fitted history length / this (smoothing and lag, rows)"
+    )
+    transition_order: int = Field(2, ge=1, le=5, description="levels per transition key (1 = block-smoothed level only)")
+    transition_prior: float = Field(3.0, ge=1.0, le=1000, description="pseudo-count of transition novelty")
     w_robust_z: float = Field(0.0, ge=0, le=1, description="weight of robust_z (through anomaly likelihood)")
     w_changepoint: float = Field(0.0, ge=0, le=1, description="weight of changepoint (through anomaly likelihood)")
     w_ewma: float = Field(0.0, ge=0, le=1, description="weight of ewma (through anomaly likelihood)")
     likelihood_window: int = Field(1000, ge=20, le=100_000, description="rows of raw-score history for the likelihood")
     likelihood_short: int = Field(1, ge=1, le=1000, description="moving average of raw scores fed to the likelihood")
     suppress_frac: float = Field(
-        0.5, ge=0, le=10, description="suppression window as a fraction of the fitted history (capped at 750 rows)"
+        0.6, ge=0, le=10, description="suppression window as a fraction of the fitted history (capped at 750 rows)"
     )
     margin: float = Field(
         0.25, ge=0, le=1, description="share of a kept score replaced by its excess over the recent maximum"
@@ -170,7 +194,7 @@ def _margin_suppress(s: np.ndarray, window: int, margin: float) -> np.ndarray:
 
 @register
 class Ensemble(Detector):
-    """Multi-timescale value novelty, then one-alarm-per-event suppression (recommended).
+    """Value novelty + temporal-pattern novelty, then one-alarm-per-event suppression (recommended).
 
     Members (combined by weighted max, every one causal):
 
@@ -179,23 +203,34 @@ class Ensemble(Detector):
     * the same for a short moving average (``smooth`` rows): shifts hidden in noise;
     * the same for a long moving average (``long_smooth`` rows): slow level changes whose
       single values all look ordinary;
+    * pattern novelty (:class:`detectors.pattern.PatternNN`): the series in blocks of
+      history/``pattern_blocks`` rows; the window of the last ``pattern_length`` block means
+      is compared with every earlier non-overlapping window, and the nearest distance is
+      ranked among earlier nearest distances (same log scale as value novelty): a day
+      shaped like no day before (missing peak, holiday, changed rhythm) scores high even
+      when each value is ordinary;
+    * transition novelty: rarity of the pair (coarse level now, level one block ago) of the
+      block-smoothed series — short-range dynamics never seen before;
     * optionally robust_z / changepoint / ewma through a Numenta-style anomaly likelihood
       (weights 0 by default: on NAB they added false alarms, not detections).
 
-    Post-processing: a combined score survives only if it beats every score of the
-    previous ``suppress_frac``·min(history, 750) rows (NAB gives only the probationary
-    length in advance, so the event scale is tied to it), and a share ``margin`` of it is
-    replaced by its excess over that recent maximum, so clear-cut events rank above
-    marginal new highs in noisy stretches. One threshold then serves every series.
+    Block lengths scale with the fitted history (NAB gives the probationary length in
+    advance), so one parameter set serves series sampled every minute or every hour.
 
-    NAB (whole corpus, one parameter set): 72.9 standard / 62.7 low-FP / 78.2 low-FN, in
-    well under a second; the earlier default (long_smooth=0, margin=0) scored
-    70.9 / 60.3 / 76.9. About 45 configurations were compared on the corpus; the
-    defaults are round values, not a fine optimum (neighbours score within ~1 point).
+    Post-processing: a combined score survives only if it beats every score of the
+    previous ``suppress_frac``·min(history, 750) rows (one event, one alarm), and a share
+    ``margin`` of it is replaced by its excess over that recent maximum, so clear-cut
+    events rank above marginal new highs in noisy stretches. One threshold then serves
+    every series.
+
+    NAB (whole corpus, one parameter set): 75.9 standard / 66.0 low-FP / 81.7 low-FN
+    (ARTime, the best published: 74.9 / 65.2 / 80.4); the previous default (value novelty
+    only) scored 72.9 / 62.7 / 78.2. See docs/detectors.md for how the parameters were
+    chosen and how sensitive the scores are to them.
     """
 
     name = "ensemble"
-    summary = "Recommended: multi-timescale value novelty (+ optional likelihood members), suppressed"
+    summary = "Recommended: value + temporal-pattern novelty (+ optional likelihood members), suppressed"
     Params = EnsembleParams
 
     def _members(self) -> list[tuple[str, float]]:
@@ -211,10 +246,12 @@ class Ensemble(Detector):
         return out
 
     def lookback(self) -> int:
-        # context that moving averages, bounded members + their likelihood need
-        # (novelty counts are fitted state)
+        # context that moving averages, transition keys, bounded members + their likelihood
+        # need (novelty counts and the pattern state are fitted state)
         p = self.params
         need = max(L for L, _ in self._smooths())
+        if p.w_transition > 0:
+            need = max(need, getattr(self, "transition_block_", 1) * p.transition_order + 1)
         for m, _ in self._members():
             need = max(need, get(m)().lookback() + p.likelihood_window + p.likelihood_short)
         return need
@@ -222,7 +259,8 @@ class Ensemble(Detector):
     def _fit(self, X: np.ndarray) -> None:
         p = self.params
         lo, hi = self.value_range_
-        self.suppress_window_ = int(p.suppress_frac * min(len(X), 750))
+        n = len(X)
+        self.suppress_window_ = int(p.suppress_frac * min(n, 750))
         self.members_ = {}
         for m, _ in self._members():
             det = get(m)()
@@ -232,18 +270,37 @@ class Ensemble(Detector):
             self.members_[m] = det
         self.value_hist_ = _Histogram(lo, hi, p.bins, p.prior)
         self.smooth_hists_ = [_Histogram(lo, hi, p.bins, p.prior) for _ in self._smooths()]
+        block = max(1, n // p.pattern_blocks)
+        self.pattern_ = PatternNN(lo, hi, block, p.pattern_length, p.pattern_prior, int(p.pattern_warmup * n / block))
+        self.transition_block_ = max(1, n // p.transition_blocks)
+        self.transition_first_ = int(level_keys(X[:1], lo, hi, p.transition_bins)[0]) if n else 0
+        self.transitions_ = KeyCounts(p.transition_prior)
         # Score the history as if streamed: it learns the counts and seeds suppression.
-        combined = self._combine(X, 0, self.value_hist_, self.smooth_hists_)
+        combined = self._combine(X, 0, self.value_hist_, self.smooth_hists_, self.pattern_, self.transitions_)
         self.recent_ = combined[max(len(combined) - self.suppress_window_, 0) :]
 
-    def _combine(self, full: np.ndarray, ctx: int, vh: _Histogram, shs: list[_Histogram]) -> np.ndarray:
-        """Combined (unsuppressed) scores of full[ctx:], full[:ctx] being fitted context."""
+    def _transition_keys(self, full: np.ndarray) -> np.ndarray:
+        p = self.params
+        lo, hi = self.value_range_
+        return transition_keys(
+            full, lo, hi, p.transition_bins, self.transition_block_, p.transition_order, self.transition_first_
+        )
+
+    def _combine(
+        self, full: np.ndarray, ctx: int, vh: _Histogram, shs: list[_Histogram], pat: PatternNN, tr: KeyCounts
+    ) -> np.ndarray:
+        """Combined (unsuppressed) scores of full[ctx:], full[:ctx] being fitted context.
+        The member states passed in learn the new rows."""
         p = self.params
         new = full[ctx:]
         out = p.w_value * vh.scores(new, learn=True)
         for (L, w), h in zip(self._smooths(), shs):
             smoothed = rolling(full, L, "mean")[ctx:]
             out = np.maximum(out, w * h.scores(smoothed, learn=True))
+        if p.w_pattern > 0:
+            out = np.maximum(out, p.w_pattern * pat.scores(new))
+        if p.w_transition > 0:
+            out = np.maximum(out, p.w_transition * tr.scores(self._transition_keys(full)[ctx:], learn=True))
         for m, w in self._members():
             raw = self.members_[m]._score(full)
             lik = anomaly_likelihood(raw, p.likelihood_window, p.likelihood_short)[ctx:]
@@ -264,7 +321,9 @@ class Ensemble(Detector):
         ctx = self.context_
         full = np.concatenate([ctx, ffill(x, float(ctx[-1]) if len(ctx) else self.fill_value_)])
         shs = [h.copy() for h in self.smooth_hists_]
-        combined = self._combine(full, len(ctx), self.value_hist_.copy(), shs)
+        combined = self._combine(
+            full, len(ctx), self.value_hist_.copy(), shs, self.pattern_.copy(), self.transitions_.copy()
+        )
         s = np.clip(np.nan_to_num(self._suppressed(combined), nan=0.0), 0.0, 1.0)
         s[bad] = 0.0
         return s
@@ -273,6 +332,9 @@ class Ensemble(Detector):
         super().reset_stream()
         self._vh_ = self.value_hist_.copy()
         self._shs_ = [h.copy() for h in self.smooth_hists_]
+        self._pat_stream_ = self.pattern_.copy()
+        self._tr_stream_ = self.transitions_.copy()
+        self._n_stream_ = self.n_fit_
         self._recent_stream_ = deque(self.recent_.tolist(), maxlen=max(self.suppress_window_, 1))
 
     def update(self, t, value: float) -> float:
@@ -282,12 +344,22 @@ class Ensemble(Detector):
         if ok:
             self._last_ = v
         self._buffer_.append(self._last_)
+        self._n_stream_ += 1
         p = self.params
         buf = list(self._buffer_)
         c = p.w_value * self._vh_.score_one(self._last_)
         for (L, w), h in zip(self._smooths(), self._shs_):
             tail = buf[-L:]
             c = max(c, w * h.score_one(sum(tail) / len(tail)))
+        if p.w_pattern > 0:
+            c = max(c, p.w_pattern * self._pat_stream_.push(self._last_))
+        if p.w_transition > 0:
+            lo, hi = self.value_range_
+            key = transition_key_stream(
+                buf, lo, hi, p.transition_bins, self.transition_block_, p.transition_order,
+                self.transition_first_, self._n_stream_,
+            )
+            c = max(c, p.w_transition * self._tr_stream_.score_one(key))
         if self._members():
             arr = np.fromiter(self._buffer_, dtype=float)
             for m, w in self._members():
