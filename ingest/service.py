@@ -17,7 +17,7 @@ import uvicorn
 
 from ingest.directory import DeviceDirectory
 from ingest.http import create_app
-from ingest.mqtt import MqttIngest
+from ingest.mqtt import TELEMETRY_FILTER, MqttIngest
 from ingest.pipeline import Pipeline
 from ingest.writer import BatchWriter
 from pulse.settings import Settings
@@ -41,10 +41,14 @@ class IngestService:
         self.pipeline = Pipeline(self.directory, max_skew_s=settings.max_clock_skew_s,
                                  shard_root=settings.mqtt_shard_root if sharded else None)
         worker = worker_id or socket.gethostname()
-        self.mqtt = (MqttIngest(mqtt_url, self.pipeline, self.writer,
-                                client_id=f"{settings.mqtt_client_id}-{worker}",
-                                share_group=settings.mqtt_share_group,
-                                session_expiry_s=settings.mqtt_session_expiry_s) if mqtt_url and not sharded else None)
+        self.mqtt = None
+        if mqtt_url and not sharded:
+            from ingest.receiver import ReceiverProcess
+
+            receiver = ReceiverProcess if settings.mqtt_receive_process else MqttIngest
+            self.mqtt = receiver(mqtt_url, self.pipeline, self.writer, client_id=f"{settings.mqtt_client_id}-{worker}",
+                                 share_group=settings.mqtt_share_group, topic_filter=TELEMETRY_FILTER,
+                                 session_expiry_s=settings.mqtt_session_expiry_s)
         self.shards = None
         if sharded:
             from ingest.shards import ShardCoordinator

@@ -47,6 +47,10 @@ class Settings(BaseSettings):
     mqtt_session_expiry_s: int = Field(
         default=7 * 24 * 3600, description="how long the broker keeps a stopped worker's backlog"
     )
+    mqtt_receive_process: bool = Field(
+        default=True, description="run paho's receive loop in a child process (ingest/receiver.py); false: a "
+                                  "thread of the ingest process"
+    )
     shards: int | None = Field(
         default=None, description="sharded ingest (docs/scaling.md): number of virtual shards, fixed for a "
                                   "deployment (e.g. 64); unset → one shared subscription, no sharding"
