@@ -130,3 +130,33 @@ def save_rule(definition: dict, tenant: str) -> dict:
     with db.connect(queries.database_url()) as conn:
         config.apply(conn, cfg)
     return rule
+
+
+def redrive(delivery_id: int, user: str, tenant: str | None = None) -> list[int]:
+    """Re-drive one failed or dead delivery with ``alerting.delivery.redrive`` — the function
+    ``pulse deliveries retry`` calls (fresh attempt budget, attempt history kept, workers woken).
+    That function records no actor, so the same transaction adds a comment by ``user`` to the
+    alert's audit trail through ``alerting.api.comment``. Raises UserError when the delivery is
+    not visible to the viewer or not failed/dead."""
+    from alerting import delivery
+    from app import queries
+    from pulse import db
+    from pulse.errors import UserError
+
+    if not user or not user.strip():
+        raise UserError("an acting user is required")
+    row = queries.delivery_visible(tenant, delivery_id)
+    if row is None:
+        raise UserError(f"no delivery with id {delivery_id}")
+    if row["status"] not in queries.REDRIVABLE:
+        raise UserError(f"delivery {delivery_id} is {row['status']}; only dead or failed deliveries can be retried")
+    api = load_api()
+    with db.connect(queries.database_url()) as conn:
+        with conn.transaction():
+            ids = delivery.redrive(conn, delivery_id=delivery_id)
+            if not ids:  # changed under us (a worker sent it, or someone re-drove it first)
+                raise UserError(f"delivery {delivery_id} is no longer failed or dead; nothing to re-drive")
+            if api is not None and callable(getattr(api, "comment", None)):
+                api.comment(conn, row["alert_id"], user=user.strip(),
+                            text=f"re-drove delivery {delivery_id} ({row['channel_id']}, was {row['status']})")
+    return ids

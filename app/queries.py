@@ -457,6 +457,146 @@ def device_alerts(tenant: str | None, device_id: str, start: datetime, end: date
     return _device_alerts(database_url(), _one_tenant(tenant), device_id, start, end)
 
 
+SCORE_SCHEMA = {"metric": pl.String, "time": pl.Datetime("us", "UTC"), "score": pl.Float64}
+
+
+def score_threshold() -> float:
+    """The calibrated score an ``anomaly`` rule compares: a model's threshold maps to this level."""
+    from detectors.feedback import REFERENCE_LEVEL
+
+    return float(REFERENCE_LEVEL)
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _anomaly_scores(url: str, tenant: str, device_id: str, metrics: tuple[str, ...], start: datetime,
+                    end: datetime, max_points: int) -> pl.DataFrame:
+    rows = _rows(url, """select metric, time, score from anomaly_scores
+                         where tenant_id = %(t)s and device_id = %(d)s and metric = any(%(m)s)
+                           and time >= %(s)s and time < %(e)s order by metric, time""",
+                 {"t": tenant, "d": device_id, "m": list(metrics), "s": start, "e": end})
+    return downsample(_frame(rows, SCORE_SCHEMA), max_points, value_col="score")
+
+
+def anomaly_scores(tenant: str | None, device_id: str, metrics: Sequence[str], start: datetime, end: datetime,
+                   max_points: int = MAX_POINTS) -> pl.DataFrame:
+    """Calibrated anomaly scores (``anomaly_scores``, written by the hourly scoring asset) of a
+    device's metrics in [start, end), ≤ ``max_points`` per metric (peaks kept)."""
+    if not metrics:
+        return pl.DataFrame(schema=SCORE_SCHEMA)
+    return _anomaly_scores(database_url(), _one_tenant(tenant), device_id, tuple(sorted(metrics)), start, end,
+                           max_points)
+
+
+DEVICE_SILENCE_SCHEMA = {"silence_id": pl.Int64, "from": pl.Datetime("us", "UTC"), "to": pl.Datetime("us", "UTC"),
+                         "matchers": pl.String, "created_by": pl.String, "comment": pl.String}
+_DEVICE_LABELS = ("tenant_id", "device_id", "site_id", "device_type")
+MAX_OCCURRENCES = 500  # of one recurring silence inside the chart's range
+
+
+def _silence_spans(s, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    """The parts of [start, end) in which silence ``s`` (an ``alerting.silences.Silence``) is in effect."""
+    from alerting.silences import occurrence_at
+
+    lo = max(start, s.starts_at)
+    hi = min(end, s.ends_at, s.expired_at or end)
+    if lo >= hi:
+        return []
+    if s.recurrence is None:
+        return [(lo, hi)]
+    spans, at = [], hi - timedelta(microseconds=1)
+    for _ in range(MAX_OCCURRENCES):
+        occ = occurrence_at(s.recurrence, s.starts_at, at, s.time_zone)
+        if occ is None:
+            break
+        occ_end = occ + timedelta(seconds=s.duration_s or 0)
+        if occ_end <= lo:
+            break
+        if min(occ_end, hi) > max(occ, lo):
+            spans.append((max(occ, lo), min(occ_end, hi)))
+        at = occ - timedelta(microseconds=1)
+    return sorted(spans)
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _device_silences(url: str, tenant: str, device_id: str, start: datetime, end: datetime,
+                     pinned: str | None) -> pl.DataFrame:
+    import json
+
+    from alerting.silences import Silence, list_silences, matches
+
+    info = _device(url, tenant, device_id)
+    if info is None:
+        return pl.DataFrame(schema=DEVICE_SILENCE_SCHEMA)
+    labels = {k: info[k] for k in _DEVICE_LABELS if info.get(k) is not None}
+    labels.update({f"tag.{k}": str(v) for k, v in (info["tags"] or {}).items()})
+    with connection(url) as conn:
+        items = list_silences(conn, tenant_id=tenant, include_expired=True)
+    rows = []
+    for item in items:
+        if pinned is not None and item["tenant_id"] != pinned:
+            continue  # a pinned viewer never sees global silences (they may name other tenants' devices)
+        # Device-level matchers must match this device; the others (rule, severity, rule labels)
+        # narrow which of its alerts are silenced, so the silence still concerns this device.
+        device_level = {k: v for k, v in item["matchers"].items() if k in _DEVICE_LABELS or k.startswith("tag.")}
+        if device_level and not matches(device_level, labels):
+            continue
+        s = Silence(**{k: item[k] for k in ("silence_id", "matchers", "starts_at", "ends_at", "tenant_id",
+                                            "recurrence", "duration_s", "time_zone", "comment", "created_by",
+                                            "expired_at")})
+        for lo, hi in _silence_spans(s, start, end):
+            rows.append({"silence_id": s.silence_id, "from": lo, "to": hi,
+                         "matchers": json.dumps(dict(s.matchers), sort_keys=True), "created_by": s.created_by,
+                         "comment": s.comment})
+    return _frame(rows, DEVICE_SILENCE_SCHEMA)
+
+
+def device_silences(tenant: str | None, device_id: str, start: datetime, end: datetime) -> pl.DataFrame:
+    """Spans of [start, end) in which a silence concerning this device was (or will be) in effect —
+    past, active and scheduled, recurring ones expanded — matched with ``alerting.silences.matches``."""
+    return _device_silences(database_url(), _one_tenant(tenant), device_id, start, end, viewer_tenant())
+
+
+HEALTH_SCHEMA = {"status": pl.String, "start": pl.Datetime("us", "UTC"), "end": pl.Datetime("us", "UTC"),
+                 "duration_s": pl.Float64}
+HEALTH_READINGS = 20_000  # reading times handed to the health function at most (bucketed beyond)
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _device_health(url: str, tenant: str, device_id: str, start: datetime, end: datetime) -> dict:
+    from assets.health import DEFAULT_MULTIPLIER, device_health
+
+    first = _rows(url, """select min(time) as first from telemetry
+                          where tenant_id = %(t)s and device_id = %(d)s and time < %(e)s""",
+                  {"t": tenant, "d": device_id, "e": end})[0]["first"]
+    # Before the device's first raw row the hot store knows nothing (not provisioned yet, or
+    # past retention): the timeline starts there instead of calling that time "offline".
+    # (the session's time zone may be named Etc/UTC: polars compares only identical zones)
+    since = (max(start, first) if first is not None else start).astimezone(UTC)
+    end = end.astimezone(UTC)
+    bucket_s = max(1, int((end - since).total_seconds() // HEALTH_READINGS))
+    rows = _rows(url, """select distinct date_bin(make_interval(secs => %(b)s), time, %(s)s) as time
+                         from telemetry where tenant_id = %(t)s and device_id = %(d)s
+                           and time >= %(s)s and time < %(e)s""",
+                 {"t": tenant, "d": device_id, "s": since, "e": end, "b": bucket_s})
+    readings = pl.DataFrame({"tenant_id": [tenant] * len(rows), "device_id": [device_id] * len(rows),
+                             "time": [r["time"] for r in rows]},
+                            schema={"tenant_id": pl.String, "device_id": pl.String, "time": pl.Datetime("us", "UTC")})
+    info = _device(url, tenant, device_id) or {}
+    devices = pl.DataFrame({"tenant_id": [tenant], "device_id": [device_id], "device_type": [info.get("device_type")]},
+                           schema={"tenant_id": pl.String, "device_id": pl.String, "device_type": pl.String})
+    result = device_health(readings, devices, since, end)
+    return {"intervals": result.intervals.select(list(HEALTH_SCHEMA)).cast(HEALTH_SCHEMA),
+            "since": since, "bucket_s": bucket_s, "has_readings": first is not None, "multiplier": DEFAULT_MULTIPLIER}
+
+
+def device_health(tenant: str | None, device_id: str, start: datetime, end: datetime) -> dict:
+    """Online/offline intervals of one device in [start, end): ``assets.health.device_health``
+    (offline after 3 × the device's median reporting gap) over its reading times in the hot
+    store — bucketed to keep ≤ ``HEALTH_READINGS`` for long ranges. Returns ``intervals``,
+    ``since`` (the timeline's start), ``bucket_s``, ``has_readings`` and ``multiplier``."""
+    return _device_health(database_url(), _one_tenant(tenant), device_id, start, end)
+
+
 # ------------------------------------------------------------------ alerts
 
 
@@ -522,6 +662,56 @@ def alert_visible(tenant: str | None, alert_id: str) -> bool:
                                     and (%(ts)s::text[] is null or tenant_id = any(%(ts)s))""",
                  {"a": alert_id, "ts": list(scope(tenant) or []) or None})
     return bool(rows)
+
+
+# ------------------------------------------------------------------ notification deliveries
+
+
+DELIVERY_SCHEMA = {"delivery_id": pl.Int64, "alert_id": pl.String, "created_at": pl.Datetime("us", "UTC"),
+                   "event": pl.String, "source": pl.String, "channel_id": pl.String, "target": pl.String,
+                   "status": pl.String, "attempts": pl.Int64, "last_status_code": pl.Int64,
+                   "last_error": pl.String, "last_attempt_at": pl.Datetime("us", "UTC"),
+                   "next_attempt_at": pl.Datetime("us", "UTC"), "sent_at": pl.Datetime("us", "UTC")}
+DELIVERY_STATUSES = ("pending", "failed", "sent", "dead")  # alerting.delivery.STATUSES
+REDRIVABLE = ("failed", "dead")  # what `pulse deliveries retry` re-queues
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _deliveries(url: str, sc, alert_id: str | None, statuses: tuple[str, ...], limit: int) -> pl.DataFrame:
+    # joined to alerts so the tenant scope applies to the delivery log too
+    rows = _rows(url, """select d.delivery_id, d.alert_id, d.created_at, d.event, d.source, d.channel_id,
+                                coalesce(nullif(d.recipient, '') || coalesce(' <' || d.address || '>', ''),
+                                         d.address, d.source || coalesce(' ' || coalesce(d.route_id, d.policy_id), ''))
+                                    as target,
+                                d.status, d.attempts, d.last_status_code, d.last_error,
+                                (select max(t.at) from delivery_attempts t
+                                 where t.delivery_id = d.delivery_id) as last_attempt_at,
+                                case when d.status in ('pending', 'failed') then d.next_attempt_at end
+                                    as next_attempt_at, d.sent_at
+                         from deliveries d join alerts a using (alert_id)
+                         where (%(a)s::text is null or d.alert_id = %(a)s)
+                           and (cardinality(%(st)s::text[]) = 0 or d.status = any(%(st)s))
+                           and (%(ts)s::text[] is null or a.tenant_id = any(%(ts)s))
+                         order by d.delivery_id desc limit %(n)s""",
+                 {"a": alert_id, "st": list(statuses), "ts": list(sc) if sc else None, "n": limit})
+    return _frame(rows, DELIVERY_SCHEMA)
+
+
+def deliveries(tenant: str | None = None, *, alert_id: str | None = None, statuses: Sequence[str] = (),
+               limit: int = 500) -> pl.DataFrame:
+    """The delivery log (``deliveries`` + their last attempt), newest first, within the viewer's
+    tenant scope: one alert's notifications, or every alert's filtered by status."""
+    return _deliveries(database_url(), scope(tenant), alert_id, tuple(sorted(statuses)), limit)
+
+
+def delivery_visible(tenant: str | None, delivery_id: int) -> dict | None:
+    """The delivery (id, alert, status) if the viewer may see it and act on it, else None."""
+    rows = _rows(database_url(), """select d.delivery_id, d.alert_id, d.channel_id, d.status
+                                    from deliveries d join alerts a using (alert_id)
+                                    where d.delivery_id = %(d)s
+                                      and (%(ts)s::text[] is null or a.tenant_id = any(%(ts)s))""",
+                 {"d": delivery_id, "ts": list(scope(tenant) or []) or None})
+    return rows[0] if rows else None
 
 
 # ------------------------------------------------------------------ data health
@@ -619,6 +809,39 @@ def _ingest_hours(url: str, sc, hours: int) -> pl.DataFrame:
 
 def ingest_hours(tenant: str | None = None, hours: int = 48) -> pl.DataFrame:
     return _ingest_hours(database_url(), scope(tenant), hours)
+
+
+DELIVERY_STATS_SCHEMA = {"channel_id": pl.String, "status": pl.String, "deliveries": pl.Int64}
+
+
+@st.cache_data(ttl=TTL_LIVE, show_spinner=False)
+def _delivery_metrics(url: str, sc, hours: int) -> dict:
+    p = {"ts": list(sc) if sc else None, "h": hours}
+    by = _rows(url, """select d.channel_id, d.status, count(*) as deliveries
+                       from deliveries d join alerts a using (alert_id)
+                       where d.created_at >= now() - make_interval(hours => %(h)s)
+                         and (%(ts)s::text[] is null or a.tenant_id = any(%(ts)s))
+                       group by 1, 2 order by 1, 2""", p)
+    att = _rows(url, """select count(*) as attempts, count(*) filter (where not t.ok) as failed_attempts,
+                               percentile_cont(0.95) within group (order by t.latency_ms) as p95_latency_ms
+                        from delivery_attempts t join deliveries d using (delivery_id) join alerts a using (alert_id)
+                        where t.at >= now() - make_interval(hours => %(h)s)
+                          and (%(ts)s::text[] is null or a.tenant_id = any(%(ts)s))""", p)[0]
+    frame = _frame(by, DELIVERY_STATS_SCHEMA)
+    total = int(frame["deliveries"].sum() or 0)
+    failing = int(frame.filter(pl.col("status").is_in(REDRIVABLE))["deliveries"].sum() or 0)
+    return {"by_channel_status": frame, "deliveries": total,
+            "sent": int(frame.filter(pl.col("status") == "sent")["deliveries"].sum() or 0),
+            "failing": failing, "failure_rate": failing / total if total else None,
+            "attempts": att["attempts"], "failed_attempts": att["failed_attempts"],
+            "attempt_failure_rate": att["failed_attempts"] / att["attempts"] if att["attempts"] else None,
+            "p95_latency_ms": att["p95_latency_ms"]}
+
+
+def delivery_metrics(tenant: str | None = None, hours: int = 24) -> dict:
+    """Notifications of the last ``hours`` in the viewer's scope: deliveries by channel × status,
+    failure rate (failed + dead over all deliveries created), attempts and their failure rate."""
+    return _delivery_metrics(database_url(), scope(tenant), hours)
 
 
 # ------------------------------------------------------------------ NAB corpus (detector lab)

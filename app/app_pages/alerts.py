@@ -1,8 +1,10 @@
-"""Alerts: list with filters, the event timeline of one alert, operator actions via alerting.api."""
+"""Alerts: list with filters, the timeline of one alert (events and notifications with their
+delivery status), operator actions via alerting.api, the delivery log with re-drive."""
 
 from datetime import UTC, datetime, timedelta
 
 import altair as alt
+import polars as pl
 import streamlit as st
 
 from app import actions, queries, ui
@@ -11,6 +13,44 @@ st.title("Alerts")
 tenant = ui.current_tenant()
 if flash := st.session_state.pop("alerts_flash", None):
     st.success(flash, icon=":material/check:")
+
+def delivery_log(actor: str | None) -> None:
+    """Every notification in the viewer's scope, with re-drive of failed/dead ones."""
+    st.subheader("Delivery log")
+    d1, d2 = st.columns([3, 1])
+    status = d1.multiselect("Delivery status", list(queries.DELIVERY_STATUSES), default=list(queries.REDRIVABLE),
+                            key="alerts_delivery_status")
+    log = queries.deliveries(tenant, statuses=status, limit=int(d2.number_input(
+        "Show at most", 10, 5000, 200, step=50, key="alerts_delivery_limit")))
+    if log.is_empty():
+        st.caption("No deliveries with this status." if status else "No notifications delivered yet.")
+        return
+    st.dataframe(log, hide_index=True, key="alerts_delivery_log")
+    stuck = log.filter(pl.col("status").is_in(queries.REDRIVABLE))
+    if stuck.is_empty():
+        return
+    names = {r["delivery_id"]: f"{r['delivery_id']} · {r['status']} · {r['channel_id']} · {r['alert_id']}"
+             for r in stuck.iter_rows(named=True)}
+    r1, r2, r3 = st.columns([3, 2, 1], vertical_alignment="bottom")
+    chosen = r1.selectbox("Failed or dead delivery", list(names), format_func=names.get, key="alerts_redrive_id")
+    if actor is None:
+        actor = r2.text_input("Your name", key="alerts_redrive_actor")
+    if r3.button("Re-drive", key="alerts_redrive", icon=":material/replay:",
+                 help="back in the queue with a fresh attempt budget (same as `pulse deliveries retry ID`)"):
+        from pulse.errors import UserError
+
+        if not actor.strip():
+            st.warning("Enter your name: the re-drive is recorded in the alert's audit trail.")
+            return
+        try:
+            actions.redrive(int(chosen), actor.strip(), tenant)
+        except UserError as exc:
+            st.error(f"re-drive failed: {exc}")
+            return
+        queries.clear_caches()
+        st.session_state["alerts_flash"] = f"delivery {chosen} re-queued by {actor.strip()}."
+        st.rerun()
+
 
 OPEN = ["pending", "firing", "acknowledged", "flapping"]
 SINCE = {"any time": None, "last 24 hours": timedelta(days=1), "last 7 days": timedelta(days=7),
@@ -25,6 +65,7 @@ since = datetime.now(UTC).replace(second=0, microsecond=0) - SINCE[since_label] 
 table = queries.alerts(tenant, states=states, severities=sevs, search=search, since=since)
 if table.is_empty():
     st.info("No alerts match these filters.", icon=":material/notifications_off:")
+    delivery_log(None)
     st.stop()
 
 st.caption(f"{table.height} alert(s)")
@@ -36,14 +77,30 @@ alert_id = st.selectbox("Alert", list(labels), format_func=lambda a: f"{a} — {
 
 st.subheader("Event timeline")
 events = queries.alert_events(tenant, alert_id)
-if events.is_empty():
+notified = queries.deliveries(tenant, alert_id=alert_id)
+if events.is_empty() and notified.is_empty():
     st.caption("No events recorded for this alert.")
 else:
-    st.altair_chart(alt.Chart(events.to_pandas()).mark_circle(size=120).encode(
-        x=alt.X("at:T", title=None), y=alt.Y("action:N", title=None), color="to_state:N",
-        tooltip=["at:T", "action", "from_state", "to_state", "actor", "reason"]).properties(height=160),
+    # one lane per action, one per notification channel; a delivery sits at its last attempt
+    points = pl.concat([
+        events.select("at", pl.col("action").alias("lane"), pl.col("to_state").alias("status"), "actor", "reason"),
+        notified.select(pl.coalesce("sent_at", "last_attempt_at", "created_at").alias("at"),
+                        pl.format("notify → {}", "channel_id").alias("lane"), "status",
+                        pl.col("target").alias("actor"), pl.col("last_error").alias("reason")),
+    ])
+    st.altair_chart(alt.Chart(points.to_pandas()).mark_circle(size=120).encode(
+        x=alt.X("at:T", title=None, scale=alt.Scale(padding=16)), y=alt.Y("lane:N", title=None, sort=None, axis=alt.Axis(labelLimit=260)), color="status:N",
+        tooltip=["at:T", "lane", "status", "actor", "reason"]).properties(height=60 + 24 * points["lane"].n_unique()),
         width="stretch", key="alerts_timeline")
-    st.dataframe(events, hide_index=True, key="alerts_events")
+    if not events.is_empty():
+        st.dataframe(events, hide_index=True, key="alerts_events")
+st.markdown("**Notifications**")
+if notified.is_empty():
+    st.caption("No notifications were sent for this alert.")
+else:
+    st.dataframe(notified.select("delivery_id", "created_at", "event", "channel_id", "target", "status", "attempts",
+                                 "last_status_code", "last_error", "last_attempt_at", "sent_at"),
+                 hide_index=True, key="alerts_deliveries")
 
 st.subheader("Active silences")
 silenced = queries.silences(tenant)
@@ -57,6 +114,7 @@ can = actions.available()
 if not any(can.values()):
     st.info("Read-only: the alerting API (alerting.api) is not available in this deployment.",
             icon=":material/visibility:")
+    delivery_log(None)
     st.stop()
 a1, a2 = st.columns([2, 1])
 actor = a1.text_input("Your name", key="alerts_actor")
@@ -97,3 +155,5 @@ if pressed:
             queries.clear_caches()  # the list and the timeline must show the action now
             st.session_state["alerts_flash"] = done
             st.rerun()
+
+delivery_log(actor)

@@ -1,4 +1,5 @@
-"""Device explorer: metrics over time (grain picked from the range), alert intervals, state."""
+"""Device explorer: metrics over time (grain picked from the range) with anomaly scores, alert
+intervals and silences; health timeline, last values, tags."""
 
 from datetime import UTC, datetime
 
@@ -42,24 +43,85 @@ if not chosen:
 else:
     frame, used = queries.series(tenant, device_id, chosen, start, end, grain)
     alert_frame = queries.device_alerts(tenant, device_id, start, end)
+    scores = queries.anomaly_scores(tenant, device_id, chosen, start, end)
+    silenced = queries.device_silences(tenant, device_id, start, end)
     if frame.is_empty():
         st.info(f"No data for {device_id} in the {window.lower()}.", icon=":material/search_off:")
     else:
         sources = ", ".join(sorted(set(frame["source"].to_list())))
+        level = queries.score_threshold()
+        flagged = scores.filter(pl.col("score") >= level)
+        score_note = (f"{scores.height:,} anomaly scores ({flagged.height} ≥ {level:g})" if not scores.is_empty()
+                      else "no anomaly scores for these metrics")
         st.caption(f"grain **{used}** · {frame.height:,} points sent ({sources}) · "
-                   f"{alert_frame.height} alert interval(s) shaded")
+                   f"{alert_frame.height} alert interval(s) shaded · {score_note} · "
+                   f"{silenced.height} silence span(s) marked")
         x = alt.X("time:T", title=None, scale=alt.Scale(domain=[start.isoformat(), end.isoformat()]))
         lines = alt.Chart(frame.to_pandas()).mark_line().encode(
             x=x, y=alt.Y("value:Q", title=None, scale=alt.Scale(zero=False)), color="metric:N",
             tooltip=["metric", "time:T", "value", "min", "max"])
         layers = [lines]
+        if not scores.is_empty():  # right axis, 0..1: the score line, the threshold, points above it
+            y_score = alt.Y("score:Q", title="anomaly score", scale=alt.Scale(domain=[0, 1]),
+                            axis=alt.Axis(orient="right"))
+            base = alt.Chart(scores.to_pandas())
+            score_layers = [
+                base.mark_line(strokeDash=[3, 3], opacity=0.55).encode(
+                    x="time:T", y=y_score, color="metric:N", tooltip=["metric", "time:T", "score"]),
+                alt.Chart(pl.DataFrame({"level": [level]}).to_pandas()).mark_rule(
+                    color="crimson", strokeDash=[6, 4], opacity=0.6).encode(y=alt.Y("level:Q", scale=alt.Scale(domain=[0, 1]))),
+            ]
+            if not flagged.is_empty():
+                score_layers.append(alt.Chart(flagged.to_pandas()).mark_point(
+                    color="crimson", filled=True, size=45).encode(
+                    x="time:T", y=y_score, tooltip=["metric", "time:T", "score"]))
+            layers.append(alt.layer(*score_layers))
         if not alert_frame.is_empty():
             spans = alert_frame.select(
                 pl.col("started_at").clip(lower_bound=start).alias("from"),
                 pl.col("ended_at").clip(upper_bound=end).alias("to"), "rule_id", "severity", "state").to_pandas()
             layers.insert(0, alt.Chart(spans).mark_rect(opacity=0.18, color="red").encode(
                 x="from:T", x2="to:T", tooltip=["rule_id", "severity", "state", "from:T", "to:T"]))
-        st.altair_chart(alt.layer(*layers).properties(height=380), width="stretch", key="device_chart")
+        if not silenced.is_empty():
+            bands = alt.Chart(silenced.to_pandas())
+            layers[:0] = [bands.mark_rect(opacity=0.15, color="slategray").encode(
+                              x="from:T", x2="to:T", tooltip=["silence_id", "matchers", "created_by", "comment",
+                                                              "from:T", "to:T"]),
+                          bands.mark_rule(color="slategray", strokeDash=[2, 2]).encode(x="from:T")]
+        chart = alt.layer(*layers)
+        if not scores.is_empty():
+            chart = chart.resolve_scale(y="independent")
+        st.altair_chart(chart.properties(height=380), width="stretch", key="device_chart")
+        if not silenced.is_empty():
+            with st.expander(f"Silences concerning {device_id} ({silenced.height})"):
+                st.dataframe(silenced, hide_index=True, key="device_silences")
+
+st.subheader("Health")
+health = queries.device_health(tenant, device_id, start, end)
+timeline = health["intervals"]
+if not health["has_readings"]:
+    st.caption(f"{device_id} has no readings in the hot store up to the end of this range.")
+elif timeline.is_empty():
+    st.caption("No health intervals in this range.")
+else:
+    offline = timeline.filter(pl.col("status") == "offline")
+    h = st.columns(3)
+    h[0].metric("Offline intervals", offline.height)
+    h[1].metric("Offline time", ui.age(float(offline["duration_s"].sum() or 0)))
+    h[2].metric("Online share", f"{100 * (1 - (offline['duration_s'].sum() or 0) / timeline['duration_s'].sum()):.1f} %")
+    st.altair_chart(alt.Chart(timeline.to_pandas()).mark_bar(height=18).encode(
+        x=alt.X("start:T", title=None, scale=alt.Scale(domain=[start.isoformat(), end.isoformat()])),
+        x2="end:T", y=alt.Y("status:N", title=None, sort=["online", "offline"]),
+        color=alt.Color("status:N", scale=alt.Scale(domain=["online", "offline"], range=["seagreen", "firebrick"]),
+                        legend=None),
+        tooltip=["status", "start:T", "end:T", "duration_s"]).properties(height=80),
+        width="stretch", key="device_health_chart")
+    note = f"offline after {health['multiplier']:g} × the device's median reporting gap"
+    if health["since"] > start:
+        note += f"; from its first raw reading in the hot store ({health['since']:%Y-%m-%d %H:%M} UTC)"
+    if health["bucket_s"] >= 60:  # coarser than a typical reporting interval
+        note += f"; readings bucketed to {health['bucket_s']} s"
+    st.caption(note)
 
 left, right = st.columns(2)
 with left:

@@ -1,4 +1,5 @@
-"""Data health: asset checks, lake freshness per tenant, quarantine, ingest volume."""
+"""Data health: ingest volume, notification delivery, lake freshness per tenant, asset checks,
+quarantine."""
 
 import altair as alt
 import polars as pl
@@ -22,6 +23,27 @@ else:
     st.altair_chart(alt.Chart(ingest.to_pandas()).mark_bar().encode(
         x=alt.X("hour:T", title=None), y=alt.Y("rows:Q", title="rows per hour"), tooltip=["hour:T", "rows"]),
         width="stretch", key="health_ingest_chart")
+
+st.subheader("Notification delivery (last 24 h)")
+sent = queries.delivery_metrics(tenant, 24)
+d = st.columns(4)
+d[0].metric("Deliveries", f"{sent['deliveries']:,}")
+d[1].metric("Delivered", f"{sent['sent']:,}")
+d[2].metric("Delivery failure rate", "—" if sent["failure_rate"] is None else f"{100 * sent['failure_rate']:.1f} %",
+            help="failed + dead over all deliveries created in the last 24 h")
+d[3].metric("Attempt failure rate",
+            "—" if sent["attempt_failure_rate"] is None else f"{100 * sent['attempt_failure_rate']:.1f} %",
+            help=f"{sent['failed_attempts']:,} of {sent['attempts']:,} attempts failed")
+if sent["deliveries"] == 0:
+    st.caption("No notifications in the last 24 hours.")
+else:
+    st.altair_chart(alt.Chart(sent["by_channel_status"].to_pandas()).mark_bar().encode(
+        y=alt.Y("channel_id:N", title=None), x=alt.X("deliveries:Q", title="deliveries", axis=alt.Axis(tickMinStep=1, format="d")),
+        color=alt.Color("status:N", scale=alt.Scale(domain=["sent", "pending", "failed", "dead"],
+                                                    range=["seagreen", "steelblue", "orange", "firebrick"])),
+        tooltip=["channel_id", "status", "deliveries"]), width="stretch", key="health_delivery_chart")
+    if sent["failing"]:
+        st.caption(f"{sent['failing']} failed or dead — re-drive them from the delivery log on the Alerts page.")
 
 st.subheader("Lake freshness")
 lake = queries.lake_freshness(tenant)

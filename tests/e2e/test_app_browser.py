@@ -124,12 +124,18 @@ def test_every_page_in_chromium(app_url, page: Page):
     expect(page.get_by_role("heading", name="Device explorer")).to_be_visible()
     expect(page.get_by_text("points sent")).to_be_visible()
     expect(page.get_by_test_id("stVegaLiteChart").first).to_be_visible()
+    # the seeded anomaly scores, silence and reporting gap of the default device
+    expect(page.get_by_text("1 silence span(s) marked", exact=False)).to_be_visible()
+    expect(page.get_by_text("anomaly scores (", exact=False)).to_be_visible()
+    expect(page.get_by_role("heading", name="Health")).to_be_visible()
+    expect(page.get_by_text("Offline intervals")).to_be_visible()
     _shot(page, "device")
 
     page.goto(app_url + "/health")
     expect(page.get_by_role("heading", name="Data health")).to_be_visible()
     expect(page.get_by_text("Checks failing")).to_be_visible()
     expect(page.get_by_text("unknown_device — 1")).to_be_visible()
+    expect(page.get_by_text("Delivery failure rate")).to_be_visible()
     _shot(page, "health")
 
     page.goto(app_url + "/alerts")
@@ -137,6 +143,9 @@ def test_every_page_in_chromium(app_url, page: Page):
     expect(page.get_by_text("2 alert(s)")).to_be_visible()
     expect(page.get_by_role("heading", name="Event timeline")).to_be_visible()
     expect(page.get_by_role("heading", name="Active silences")).to_be_visible()
+    expect(page.get_by_text("Notifications", exact=True)).to_be_visible()
+    expect(page.get_by_role("heading", name="Delivery log")).to_be_visible()
+    expect(page.get_by_role("button", name="Re-drive")).to_be_visible()
     _settled(page)
     # acknowledge the selected alert as a named operator: the timeline shows the ack
     page.get_by_label("Your name").fill("olga")
