@@ -45,6 +45,22 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of an ingest process and its children (the MQTT receive process)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        children = []
+    return _rss_mb(pid) + sum(_rss_mb(int(c)) for c in children)
+
+
+def _cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _free_port() -> int:
     import socket
 
@@ -205,14 +221,16 @@ def ingest_drain(db_url: str, mqtt_url: str, n: int, workers: int) -> dict:
         for port in ports:
             _wait_connected(port)
         started = time.perf_counter()
+        cpu_before = _cpu_ticks()
         expected = n * len(METRICS)
         deadline = started + 600
         while time.perf_counter() < deadline:
-            rss_max = max(rss_max, *(_rss_mb(p.pid) for p in procs))
+            rss_max = max(rss_max, *(_tree_rss_mb(p.pid) for p in procs))
             if _rows(db_url, tenant) >= expected:
                 break
             time.sleep(0.02)
         seconds = time.perf_counter() - started
+        cpu_after = _cpu_ticks()
         time.sleep(0.5)  # late redeliveries would show up as extra rows now
         total, distinct = _stored(db_url, tenant)
     finally:
@@ -226,7 +244,10 @@ def ingest_drain(db_url: str, mqtt_url: str, n: int, workers: int) -> dict:
             drop_session(mqtt_url, f"pulse-ingest-{worker}")
     return {"workers": workers, "messages": n, "published": published, "seconds": seconds,
             "envelopes_per_s": n / seconds, "rows_per_s": distinct / seconds,
-            "lost": expected - distinct, "duplicates": total - distinct, "rss_mb_max": round(rss_max, 1)}
+            "lost": expected - distinct, "duplicates": total - distinct, "rss_mb_max": round(rss_max, 1),
+            # share of the machine's CPU busy during the drain (all processes): near 1.0 means
+            # the run was bound by the cores, not by one process
+            "machine_cpu_busy": round((cpu_after[0] - cpu_before[0]) / max(cpu_after[1] - cpu_before[1], 1), 3)}
 
 
 def http_rate(db_url: str, envelopes: int, batch: int = 500, concurrency: int = 4) -> dict:
@@ -311,7 +332,7 @@ def soak(db_url: str, mqtt_url: str, seconds: float, rate: float = 3000.0) -> di
                 client.publish(topic, body, qos=1)
                 k += 1
             if now >= next_sample:
-                samples.append(_rss_mb(proc.pid))
+                samples.append(_tree_rss_mb(proc.pid))
                 next_sample += 1.0
             time.sleep(0.005)
         client.disconnect()
