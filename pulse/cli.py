@@ -444,9 +444,17 @@ def demo_cmd(
 ) -> None:
     """Run the platform end to end: config, history, Dagster assets, live ingest + alerting + delivery, UIs."""
     from pulse import demo
+    from pulse.logs import configure_logging
+    from pulse.settings import get_settings
 
     if headless and duration is None:
         duration = 60.0
+    # The services' log lines would bury the progress, URLs and summary: they go to a file.
+    logs = get_settings().home / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_file = (logs / "demo.log").open("a", buffering=1)
+    configure_logging(file=log_file)
+    err_console.print(f"logs: {logs / 'demo.log'}")
     summary = demo.run(demo.DemoOptions(devices, history_days, history_interval, duration, rate, headless),
                        err_console)
     if as_json:

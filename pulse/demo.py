@@ -19,6 +19,7 @@ import socket
 import subprocess
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -183,7 +184,10 @@ def _materialize(url: str, lake_dir: Path, hours: list[datetime], console: Conso
 
     resources = {"db": PulseDatabase(url=url), "lake": PulseLake(lake_dir=str(lake_dir))}
     materialized = 0
-    with dg.instance_for_test() as instance, Progress(console=console, transient=True) as progress:
+    with (warnings.catch_warnings(), dg.instance_for_test() as instance,
+          Progress(console=console, transient=True) as progress):
+        # one ad-hoc job over assets with different backfill policies: Dagster warns, harmlessly
+        warnings.filterwarnings("ignore", message=".*varying BackfillPolicies")
         task = progress.add_task("materializing Dagster assets (lake export, rollups)", total=len(hours))
         for hour in hours:
             key = hour.strftime("%Y-%m-%d-%H:%M")

@@ -168,7 +168,7 @@ def plan(settings: Settings, database_url: str, names: list[str]) -> Plan:
             base = f"http://{host}:{settings.app_port}"
             specs.append(ServiceSpec(name, [*pulse_cmd, "app", "--port", str(settings.app_port), "--address", host],
                                      env, url=base, health_url=f"{base}/_stcore/health", port=settings.app_port,
-                                     about="Streamlit: fleet, alerts, data health, detector lab"))
+                                     about="Streamlit: fleet, devices, alerts, SLA reports, detector and rule labs, data health"))
     return Plan(specs, notes, home)
 
 
