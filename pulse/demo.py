@@ -272,8 +272,9 @@ def run(options: DemoOptions, console: Console) -> dict:
         assets_materialized = _materialize(url, settings.lake_path, hours, console)
         yesterday = (end - timedelta(days=1)).replace(hour=0)
         sla = _sla(url, yesterday) if options.history_days >= 1 else {}
-        console.print(f"Dagster: {assets_materialized} asset materializations; SLA reports for "
-                      f"{yesterday.date()} written to {settings.home / 'reports'}")
+        console.print(f"Dagster: {assets_materialized} asset materializations; " + (
+            f"SLA reports for {yesterday.date()} written to {settings.home / 'reports'}" if sla
+            else "no SLA report (less than a day of history)"))
 
         if not options.headless:
             uis = _start_uis(url, console)
