@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -78,6 +79,11 @@ def _child(fd: int, config: dict) -> None:
 
     from ingest.mqtt import RECEIVE_MAXIMUM, send_pubacks
 
+    # The parent decides when to stop (it must first commit and acknowledge what it took):
+    # Ctrl-C or a SIGTERM to the process group must not cut the child off before that.
+    # A parent that dies ends the child through end of file on the socket.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     channel = _Channel(socket.socket(fileno=fd))
     state = {"generation": 0, "paused": False}
     buf: list = []
