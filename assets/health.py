@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 import polars as pl
 
 DEFAULT_MULTIPLIER = 3.0
 DEFAULT_INTERVAL_S = 60.0  # when a device sent too few readings to estimate its interval
+TS = pl.Datetime("us", "UTC")
 
 
 @dataclass(frozen=True)
@@ -35,49 +37,18 @@ def device_health(readings: pl.DataFrame, devices: pl.DataFrame, start: datetime
     message collapse to one reading time). ``devices``: tenant_id, device_id, device_type —
     devices without readings are offline for the whole window.
     """
-    thresholds_s = dict(thresholds_s or {})
-    expected_interval_s = dict(expected_interval_s or {})
-    times = (readings.select("tenant_id", "device_id", "time")
-             .filter((pl.col("time") >= start) & (pl.col("time") < end))
-             .unique().sort("tenant_id", "device_id", "time"))
-    devs = devices.select("tenant_id", "device_id", pl.col("device_type").fill_null("")).unique(
-        subset=["tenant_id", "device_id"])
-    # devices that report but are not registered still get health rows
-    seen = times.select("tenant_id", "device_id").unique()
-    devs = pl.concat([devs, seen.join(devs, on=["tenant_id", "device_id"], how="anti")
-                     .with_columns(pl.lit("").alias("device_type"))], how="vertical_relaxed")
-
-    gaps = times.with_columns(
-        (pl.col("time").diff().over("tenant_id", "device_id").dt.total_microseconds() / 1e6).alias("gap_s"))
-    stats = gaps.group_by("tenant_id", "device_id").agg(
-        pl.col("gap_s").median().alias("median_gap_s"), pl.col("time").max().alias("last_seen"),
-        pl.col("time").min().alias("first_seen"))
-    per_dev = devs.join(stats, on=["tenant_id", "device_id"], how="left")
-    interval = []
-    threshold = []
-    for dtype, med in zip(per_dev["device_type"].to_list(), per_dev["median_gap_s"].to_list()):
-        iv = expected_interval_s.get(dtype) or (med if med and med > 0 else DEFAULT_INTERVAL_S)
-        interval.append(float(iv))
-        threshold.append(float(thresholds_s.get(dtype) or multiplier * iv))
-    per_dev = per_dev.with_columns(pl.Series("interval_s", interval), pl.Series("threshold_s", threshold))
-
-    # offline intervals: inner gaps above threshold, plus the window edges
-    thr = per_dev.select("tenant_id", "device_id", "threshold_s")
-    g = gaps.join(thr, on=["tenant_id", "device_id"]).with_columns(
-        pl.col("time").shift(1).over("tenant_id", "device_id").alias("prev"))
-    inner = g.filter(pl.col("gap_s") > pl.col("threshold_s")).select(
-        "tenant_id", "device_id", pl.col("prev").alias("start"), pl.col("time").alias("end"))
-    edges = per_dev.with_columns(pl.lit(start).cast(pl.Datetime("us", "UTC")).alias("w0"),
-                                 pl.lit(end).cast(pl.Datetime("us", "UTC")).alias("w1"))
-    head = edges.filter(pl.col("first_seen").is_null()
-                        | ((pl.col("first_seen") - pl.col("w0")).dt.total_microseconds() / 1e6 > pl.col("threshold_s"))
-                        ).select("tenant_id", "device_id", pl.col("w0").alias("start"),
-                                 pl.col("first_seen").fill_null(pl.col("w1")).alias("end"))
-    tail = edges.filter(pl.col("last_seen").is_not_null()
-                        & ((pl.col("w1") - pl.col("last_seen")).dt.total_microseconds() / 1e6 > pl.col("threshold_s"))
-                        ).select("tenant_id", "device_id", pl.col("last_seen").alias("start"), pl.col("w1").alias("end"))
-    ts = pl.Datetime("us", "UTC")
-    offline = pl.concat([f.with_columns(pl.col("start").cast(ts), pl.col("end").cast(ts)) for f in (head, inner, tail)])
+    options = {"thresholds_s": thresholds_s, "multiplier": multiplier, "expected_interval_s": expected_interval_s}
+    tenants = sorted(set(readings["tenant_id"].drop_nulls().to_list()) | set(devices["tenant_id"].drop_nulls().to_list()))
+    parts: list[tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]] = []
+    for tenant in tenants:
+        r, d, names = code_device_ids(readings.filter(pl.col("tenant_id") == tenant).select("device_id", "time"),
+                                      devices.filter(pl.col("tenant_id") == tenant).select("device_id", "device_type"))
+        coded = offline_intervals(r, d, start, end, **options)
+        parts.append(tuple(decode_device_ids(f, names).with_columns(pl.lit(tenant).alias("tenant_id")) for f in coded))
+    times = _stack([p[0] for p in parts], {"device_id": pl.String, "time": TS})
+    per_dev = _stack([p[1] for p in parts], {"device_id": pl.String, "device_type": pl.String, "first_seen": TS,
+                                             "last_seen": TS, "interval_s": pl.Float64, "threshold_s": pl.Float64})
+    offline = _stack([p[2] for p in parts], {"device_id": pl.String, "start": TS, "end": TS})
     offline = offline.with_columns(pl.lit("offline").alias("status")).sort("tenant_id", "device_id", "start")
     online = _complement(offline, per_dev, start, end)
     intervals = (pl.concat([offline, online], how="vertical_relaxed")
@@ -104,6 +75,101 @@ def device_health(readings: pl.DataFrame, devices: pl.DataFrame, start: datetime
                     .select("tenant_id", "device_id", "hour", "received", "expected", "completeness")
                     .sort("tenant_id", "device_id", "hour"))
     return HealthResult(intervals, completeness, per_dev)
+
+
+def _stack(frames: list[pl.DataFrame], schema: dict) -> pl.DataFrame:
+    """The tenants' frames as one (tenant_id first); an empty frame of ``schema`` when none."""
+    if not frames:
+        return pl.DataFrame(schema={"tenant_id": pl.String, **schema})
+    return pl.concat([f.select("tenant_id", *schema) for f in frames], how="vertical_relaxed")
+
+
+def offline_intervals(readings: pl.DataFrame, devices: pl.DataFrame, start: datetime, end: datetime, *,
+                       thresholds_s: Mapping[str, float] | None = None, multiplier: float = DEFAULT_MULTIPLIER,
+                       expected_interval_s: Mapping[str, float] | None = None):
+    """The offline rule (module docstring) over [start, end) for ONE tenant whose device ids
+    are integer codes (:func:`code_device_ids`): a month of 10k devices is ~10^8 reading
+    times, which took minutes and >15 GB on string ids and takes seconds on codes (measured).
+    Devices that report without being registered count too. Returns (distinct reading times
+    sorted by device and time; per device: device_type, first_seen, last_seen, interval_s,
+    threshold_s; offline intervals: device_id, start, end)."""
+    thresholds_s, expected_interval_s = dict(thresholds_s or {}), dict(expected_interval_s or {})
+    w0, w1 = pl.lit(start).cast(TS), pl.lit(end).cast(TS)
+    times = distinct_sorted(readings.select("device_id", pl.col("time").cast(TS))
+                             .filter((pl.col("time") >= start) & (pl.col("time") < end)), start)
+    devs = devices.select("device_id", pl.col("device_type").fill_null("")).unique(subset=["device_id"])
+    seen = times.select("device_id").unique()
+    devs = pl.concat([devs, seen.join(devs, on="device_id", how="anti").with_columns(pl.lit("").alias("device_type"))])
+    same = pl.col("device_id") == pl.col("device_id").shift(1)  # sorted: a device's rows are contiguous
+    # one Int64 column (µs) for the gaps; seconds and the gap's start are derived where used
+    gaps = times.with_columns(pl.when(same).then(pl.col("time").diff().dt.total_microseconds()).alias("gap_us"))
+    gap_s = pl.col("gap_us") / 1e6
+    stats = gaps.group_by("device_id").agg(gap_s.median().alias("median_gap_s"),
+                                           pl.col("time").max().alias("last_seen"), pl.col("time").min().alias("first_seen"))
+    per_dev = devs.join(stats, on="device_id", how="left")
+    interval, threshold = [], []
+    for dtype, med in zip(per_dev["device_type"].to_list(), per_dev["median_gap_s"].to_list()):
+        iv = expected_interval_s.get(dtype) or (med if med and med > 0 else DEFAULT_INTERVAL_S)
+        interval.append(float(iv))
+        threshold.append(float(thresholds_s.get(dtype) or multiplier * iv))
+    per_dev = per_dev.with_columns(pl.Series("interval_s", interval), pl.Series("threshold_s", threshold))
+    by_code = np.zeros(int(per_dev["device_id"].max() or 0) + 1)
+    by_code[per_dev["device_id"].to_numpy()] = per_dev["threshold_s"].to_numpy()
+    thr = pl.Series("threshold_s", by_code[gaps["device_id"].to_numpy()])
+    inner = gaps.filter(gap_s > thr).select(
+        "device_id", (pl.col("time") - pl.duration(microseconds=pl.col("gap_us"))).alias("start"),
+        pl.col("time").alias("end"))
+    head = per_dev.filter(pl.col("first_seen").is_null()
+                          | ((pl.col("first_seen") - w0).dt.total_microseconds() / 1e6 > pl.col("threshold_s"))
+                          ).select("device_id", w0.alias("start"), pl.col("first_seen").fill_null(w1).alias("end"))
+    tail = per_dev.filter(pl.col("last_seen").is_not_null()
+                          & ((w1 - pl.col("last_seen")).dt.total_microseconds() / 1e6 > pl.col("threshold_s"))
+                          ).select("device_id", pl.col("last_seen").alias("start"), w1.alias("end"))
+    offline = (pl.concat([f.cast({"start": TS, "end": TS}) for f in (head, inner, tail)])
+               .filter(pl.col("end") > pl.col("start")).sort("device_id", "start"))
+    return times, per_dev.select("device_id", "device_type", "first_seen", "last_seen", "interval_s",
+                                 "threshold_s"), offline
+
+
+def distinct_sorted(times: pl.DataFrame, start: datetime) -> pl.DataFrame:
+    """Distinct (device_id, time) sorted by both. Packed into one Int64 (code · 2^bits + µs
+    since ``start``) when that fits: one single-column sort + a neighbour comparison, measured
+    ~5 s for 9·10^7 rows where ``unique().sort(device_id, time)`` took ~100 s and 15 GB."""
+    if times.height == 0:
+        return times.sort("device_id", "time")
+    t0 = int(start.timestamp()) * 1_000_000 + start.microsecond
+    us = pl.col("time").cast(pl.Int64) - t0
+    bits = max(1, int(times.select(us.max()).item()).bit_length())
+    if bits + int(times["device_id"].max()).bit_length() > 62:
+        return times.unique().sort("device_id", "time")
+    key = times.select(pl.col("device_id").cast(pl.Int64) * (1 << bits) + us)[:, 0].sort()
+    key = key.filter(key.diff().fill_null(1) != 0)
+    return pl.DataFrame({"device_id": (key // (1 << bits)).cast(pl.UInt32),
+                         "time": (key % (1 << bits) + t0).cast(TS)})
+
+
+def code_device_ids(readings: pl.DataFrame, devices: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
+    """``device_id`` of both frames as UInt32 codes into ``names`` (every id, sorted)."""
+    col = readings["device_id"]
+    read_ids = col.dtype.categories if isinstance(col.dtype, pl.Enum) else col.unique().drop_nulls()
+    names = pl.concat([read_ids.cast(pl.String), devices["device_id"].cast(pl.String)]).unique().sort()
+    enum = pl.Enum(names)
+    return (readings.with_columns(pl.col("device_id").cast(pl.String).cast(enum).to_physical().cast(pl.UInt32))
+            if not isinstance(col.dtype, pl.Enum) else _recode(readings, col.dtype.categories, names),
+            devices.with_columns(pl.col("device_id").cast(enum).to_physical().cast(pl.UInt32)), names)
+
+
+def _recode(frame: pl.DataFrame, categories: pl.Series, names: pl.Series) -> pl.DataFrame:
+    # an Enum column's codes, mapped onto ``names`` (a superset) without touching the strings
+    remap = np.searchsorted(names.to_numpy(), categories.to_numpy()).astype(np.uint32)
+    codes = frame["device_id"].to_physical().to_numpy()
+    return frame.with_columns(pl.Series("device_id", remap[codes], dtype=pl.UInt32))
+
+
+def decode_device_ids(frame: pl.DataFrame, names: pl.Series) -> pl.DataFrame:
+    return frame.with_columns(names.gather(frame["device_id"]).alias("device_id"))
+
+
 
 
 def _complement(offline: pl.DataFrame, per_dev: pl.DataFrame, start: datetime, end: datetime) -> pl.DataFrame:

@@ -6,7 +6,7 @@ and writers (CSV, JSON, self-contained HTML). Used by the Dagster assets
 (``assets/defs_sla.py``), the CLI (``pulse report sla``) and delivery (``assets/sla_delivery.py``).
 
 Availability follows ``assets.health.device_health`` (offline = no reading for longer than
-the device's threshold), computed here on integer device codes (``_offline_intervals``). One refinement: a reading vouches for the device for one reporting
+the device's threshold), computed on integer device codes (``assets.health.offline_intervals``). One refinement: a reading vouches for the device for one reporting
 interval, so a downtime incident starts one interval after the last reading before the gap,
 not at that reading. With that, measured downtime of an outage differs from the true outage by
 less than one reporting interval (tested against the simulator's injected offline faults).
@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from assets.health import DEFAULT_INTERVAL_S, DEFAULT_MULTIPLIER
+from assets.health import code_device_ids, decode_device_ids, offline_intervals
 from pulse.errors import UserError
 
 DEFAULT_TARGET_PCT = 99.5
@@ -223,9 +223,9 @@ def availability(readings: pl.DataFrame, devices: pl.DataFrame, period: Period, 
     # Device ids become integer codes (their rank in the sorted id list, so code order is id
     # order) for the per-reading work: a month of 10k devices is ~10^8 reading times; on string
     # ids that took minutes and >15 GB (measured), on codes seconds. Ids come back at the end.
-    readings, devices, names = _coded(readings, devices)
+    readings, devices, names = code_device_ids(readings, devices)
     w0 = start - lookback
-    health = _offline_intervals(readings, devices, w0, end, **health_options) if span > 0 else None
+    health = offline_intervals(readings, devices, w0, end, **health_options) if span > 0 else None
 
     dev_info = devices.select("device_id", pl.col("site_id").fill_null(NO_SITE), pl.col("device_type").fill_null(""))
     inc_schema = {"device_id": pl.UInt32, "start": TS, "end": TS, "duration_s": pl.Float64,
@@ -234,7 +234,8 @@ def availability(readings: pl.DataFrame, devices: pl.DataFrame, period: Period, 
         incidents = pl.DataFrame(schema=inc_schema)
         intervals = pl.DataFrame(schema={"device_id": pl.UInt32, "interval_s": pl.Float64})
     else:
-        times, intervals, offline = health
+        times, per_device, offline = health
+        intervals = per_device.select("device_id", "interval_s")
         w0_ts = pl.lit(w0).cast(TS)
         off = (offline.join(intervals, on="device_id")
                # the reading that opens the gap covers its own interval; a head interval opens at w0
@@ -271,7 +272,7 @@ def availability(readings: pl.DataFrame, devices: pl.DataFrame, period: Period, 
                .select("device_id", "site_id", "device_type", "period_s", "downtime_s", "availability_pct", "incidents",
                        "received", "expected", "completeness_pct", "interval_s", "meets_target")
                .sort("device_id"))
-    per_dev, incidents = _decoded(per_dev, names), _decoded(incidents, names)
+    per_dev, incidents = decode_device_ids(per_dev, names), decode_device_ids(incidents, names)
     sites = (per_dev.group_by("site_id").agg(
                 pl.len().alias("devices"), pl.col("period_s").sum(), pl.col("downtime_s").sum(),
                 pl.col("received").sum(), pl.col("expected").sum(), pl.col("incidents").sum())
@@ -293,90 +294,6 @@ def availability(readings: pl.DataFrame, devices: pl.DataFrame, period: Period, 
         "completeness_pct": round(100.0 * min(1.0, float(per_dev["received"].sum()) / tot_exp), 4) if tot_exp else None,
     }
     return Availability(per_dev, sites, incidents, _timeline(incidents, per_dev.height, period, end), summary)
-
-
-def _offline_intervals(readings: pl.DataFrame, devices: pl.DataFrame, start: datetime, end: datetime, *,
-                       thresholds_s: Mapping[str, float] | None = None, multiplier: float = DEFAULT_MULTIPLIER,
-                       expected_interval_s: Mapping[str, float] | None = None):
-    """``assets.health.device_health``'s offline intervals over [start, end), restated for one
-    tenant and integer device ids (``device_health`` keys on strings): same interval (median
-    gap), threshold, inner/head/tail rules, and devices that report without being registered
-    count too. Returns (distinct reading times, per-device interval_s, offline start/end);
-    equality with ``device_health`` is tested (tests/assets/test_analytics_bench.py)."""
-    thresholds_s, expected_interval_s = dict(thresholds_s or {}), dict(expected_interval_s or {})
-    w0, w1 = pl.lit(start).cast(TS), pl.lit(end).cast(TS)
-    times = _distinct_sorted(readings.select("device_id", pl.col("time").cast(TS))
-                             .filter((pl.col("time") >= start) & (pl.col("time") < end)), start)
-    devs = devices.select("device_id", pl.col("device_type").fill_null("")).unique(subset=["device_id"])
-    seen = times.select("device_id").unique()
-    devs = pl.concat([devs, seen.join(devs, on="device_id", how="anti").with_columns(pl.lit("").alias("device_type"))])
-    same = pl.col("device_id") == pl.col("device_id").shift(1)  # sorted: a device's rows are contiguous
-    # one Int64 column (µs) for the gaps; seconds and the gap's start are derived where used
-    gaps = times.with_columns(pl.when(same).then(pl.col("time").diff().dt.total_microseconds()).alias("gap_us"))
-    gap_s = pl.col("gap_us") / 1e6
-    stats = gaps.group_by("device_id").agg(gap_s.median().alias("median_gap_s"),
-                                           pl.col("time").max().alias("last_seen"), pl.col("time").min().alias("first_seen"))
-    per_dev = devs.join(stats, on="device_id", how="left")
-    interval, threshold = [], []
-    for dtype, med in zip(per_dev["device_type"].to_list(), per_dev["median_gap_s"].to_list()):
-        iv = expected_interval_s.get(dtype) or (med if med and med > 0 else DEFAULT_INTERVAL_S)
-        interval.append(float(iv))
-        threshold.append(float(thresholds_s.get(dtype) or multiplier * iv))
-    per_dev = per_dev.with_columns(pl.Series("interval_s", interval), pl.Series("threshold_s", threshold))
-    by_code = np.zeros(int(per_dev["device_id"].max() or 0) + 1)
-    by_code[per_dev["device_id"].to_numpy()] = per_dev["threshold_s"].to_numpy()
-    thr = pl.Series("threshold_s", by_code[gaps["device_id"].to_numpy()])
-    inner = gaps.filter(gap_s > thr).select(
-        "device_id", (pl.col("time") - pl.duration(microseconds=pl.col("gap_us"))).alias("start"),
-        pl.col("time").alias("end"))
-    head = per_dev.filter(pl.col("first_seen").is_null()
-                          | ((pl.col("first_seen") - w0).dt.total_microseconds() / 1e6 > pl.col("threshold_s"))
-                          ).select("device_id", w0.alias("start"), pl.col("first_seen").fill_null(w1).alias("end"))
-    tail = per_dev.filter(pl.col("last_seen").is_not_null()
-                          & ((w1 - pl.col("last_seen")).dt.total_microseconds() / 1e6 > pl.col("threshold_s"))
-                          ).select("device_id", pl.col("last_seen").alias("start"), w1.alias("end"))
-    offline = (pl.concat([f.cast({"start": TS, "end": TS}) for f in (head, inner, tail)])
-               .filter(pl.col("end") > pl.col("start")).sort("device_id", "start"))
-    return times, per_dev.select("device_id", "interval_s"), offline
-
-
-def _distinct_sorted(times: pl.DataFrame, start: datetime) -> pl.DataFrame:
-    """Distinct (device_id, time) sorted by both. Packed into one Int64 (code · 2^bits + µs
-    since ``start``) when that fits: one single-column sort + a neighbour comparison, measured
-    ~5 s for 9·10^7 rows where ``unique().sort(device_id, time)`` took ~100 s and 15 GB."""
-    if times.height == 0:
-        return times.sort("device_id", "time")
-    t0 = int(start.timestamp()) * 1_000_000 + start.microsecond
-    us = pl.col("time").cast(pl.Int64) - t0
-    bits = max(1, int(times.select(us.max()).item()).bit_length())
-    if bits + int(times["device_id"].max()).bit_length() > 62:
-        return times.unique().sort("device_id", "time")
-    key = times.select(pl.col("device_id").cast(pl.Int64) * (1 << bits) + us)[:, 0].sort()
-    key = key.filter(key.diff().fill_null(1) != 0)
-    return pl.DataFrame({"device_id": (key // (1 << bits)).cast(pl.UInt32),
-                         "time": (key % (1 << bits) + t0).cast(TS)})
-
-
-def _coded(readings: pl.DataFrame, devices: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame, pl.Series]:
-    """``device_id`` of both frames as UInt32 codes into ``names`` (every id, sorted)."""
-    col = readings["device_id"]
-    read_ids = col.dtype.categories if isinstance(col.dtype, pl.Enum) else col.unique().drop_nulls()
-    names = pl.concat([read_ids.cast(pl.String), devices["device_id"].cast(pl.String)]).unique().sort()
-    enum = pl.Enum(names)
-    return (readings.with_columns(pl.col("device_id").cast(pl.String).cast(enum).to_physical().cast(pl.UInt32))
-            if not isinstance(col.dtype, pl.Enum) else _recode(readings, col.dtype.categories, names),
-            devices.with_columns(pl.col("device_id").cast(enum).to_physical().cast(pl.UInt32)), names)
-
-
-def _recode(frame: pl.DataFrame, categories: pl.Series, names: pl.Series) -> pl.DataFrame:
-    # an Enum column's codes, mapped onto ``names`` (a superset) without touching the strings
-    remap = np.searchsorted(names.to_numpy(), categories.to_numpy()).astype(np.uint32)
-    codes = frame["device_id"].to_physical().to_numpy()
-    return frame.with_columns(pl.Series("device_id", remap[codes], dtype=pl.UInt32))
-
-
-def _decoded(frame: pl.DataFrame, names: pl.Series) -> pl.DataFrame:
-    return frame.with_columns(names.gather(frame["device_id"]).alias("device_id"))
 
 
 def _pct(expr: pl.Expr) -> pl.Expr:

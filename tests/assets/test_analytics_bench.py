@@ -1,6 +1,8 @@
 """The analytics benchmark at toy size (its JSON shape, bare and Dagster outputs identical), and
-the SLA report's fast offline-interval path against ``device_health``, which it restates."""
+the fast offline-interval rule (integer device codes, packed sort) against a plain-Python
+reference of the rule."""
 
+import statistics
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -9,7 +11,6 @@ import pytest
 
 from assets.bench import generate_lake, rollups_bare_vs_dagster, run_analytics_bench
 from assets.health import device_health
-from assets.sla import _coded, _decoded, _offline_intervals
 
 
 def test_bench_smoke_reports_throughput_overhead_scaling_and_sla(timescale_url):
@@ -73,21 +74,44 @@ def _random_fleet(seed: int):
     return readings, devices
 
 
+def _reference_offline(readings, devices, start, end, thresholds_s=None, multiplier=3.0, expected_interval_s=None):
+    """The offline rule of assets/health.py, one device at a time in plain Python."""
+    thresholds_s, expected_interval_s = thresholds_s or {}, expected_interval_s or {}
+    times: dict[str, set] = {}
+    for device, t in readings.select("device_id", "time").iter_rows():
+        if start <= t < end:
+            times.setdefault(device, set()).add(t)
+    types = {d: t or "" for d, t in devices.select("device_id", "device_type").iter_rows()}
+    types.update({d: "" for d in times if d not in types})
+    offline, intervals = [], {}
+    for device, dtype in types.items():
+        ts = sorted(times.get(device, ()))
+        gaps = [(b - a).total_seconds() for a, b in zip(ts, ts[1:])]
+        median = statistics.median(gaps) if gaps else None
+        interval = expected_interval_s.get(dtype) or (median if median and median > 0 else 60.0)
+        threshold = thresholds_s.get(dtype) or multiplier * interval
+        intervals[device] = interval
+        if not ts:
+            offline.append((device, start, end))
+            continue
+        if (ts[0] - start).total_seconds() > threshold:
+            offline.append((device, start, ts[0]))
+        offline += [(device, a, b) for a, b in zip(ts, ts[1:]) if (b - a).total_seconds() > threshold]
+        if (end - ts[-1]).total_seconds() > threshold:
+            offline.append((device, ts[-1], end))
+    return sorted(offline), intervals
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("options", [{}, {"thresholds_s": {"pump": 400.0}, "multiplier": 2.0},
                                      {"expected_interval_s": {"meter": 60.0}}])
-def test_sla_offline_intervals_equal_device_health(seed, options):
+def test_offline_intervals_equal_a_plain_reference(seed, options):
     readings, devices = _random_fleet(seed)
     start, end = W0 + timedelta(minutes=7), W0 + timedelta(hours=5, minutes=53)
     health = device_health(readings.with_columns(pl.lit("t").alias("tenant_id")),
                            devices.with_columns(pl.lit("t").alias("tenant_id")), start, end, **options)
-    r, d, names = _coded(readings, devices)
-    times, intervals, offline = _offline_intervals(r, d, start, end, **options)
-    expected = health.intervals.filter(pl.col("status") == "offline").select("device_id", "start", "end")
-    assert expected.height > 5
-    assert _decoded(offline, names).select("device_id", "start", "end").sort("device_id", "start").equals(
-        expected.sort("device_id", "start"))
-    assert _decoded(intervals, names).sort("device_id").equals(
-        health.devices.select("device_id", "interval_s").sort("device_id"))
-    distinct = readings.filter((pl.col("time") >= start) & (pl.col("time") < end)).unique()
-    assert _decoded(times, names).equals(distinct.sort("device_id", "time"))
+    expected, intervals = _reference_offline(readings, devices, start, end, **options)
+    got = health.intervals.filter(pl.col("status") == "offline").select("device_id", "start", "end")
+    assert len(expected) > 5
+    assert sorted(got.iter_rows()) == expected
+    assert dict(health.devices.select("device_id", "interval_s").iter_rows()) == pytest.approx(intervals)
