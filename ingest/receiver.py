@@ -181,7 +181,7 @@ class ReceiverProcess:
         self._proc: subprocess.Popen | None = None
         self._reader: threading.Thread | None = None
         self._stopping = False
-        self._status: list = []
+        self._status: tuple[str, str] | None = None  # the child's last report: ("c"|"e", detail)
         self._status_ready = threading.Event()
 
     def _spawn(self) -> None:
@@ -201,7 +201,7 @@ class ReceiverProcess:
         self._spawn()
         if not self._status_ready.wait(15):
             raise UserError(f"the MQTT receive process did not report within 15 s ({self.config['host']})")
-        kind, detail = self._status[-1]
+        kind, detail = self._status
         if kind == "e":
             self.stop()
             raise UserError(detail)
@@ -226,15 +226,15 @@ class ReceiverProcess:
                 (self.connected.set if frame[1] else self.connected.clear)()
                 metrics.MQTT_CONNECTED.set(1 if frame[1] else 0)
                 log.info("mqtt connected" if frame[1] else "mqtt disconnected", detail=frame[2])
-                self._status.append(("c", frame[2]))
+                self._status = ("c", frame[2])
                 self._status_ready.set()
             elif frame[0] == "e":
-                self._status.append(("e", frame[1]))
+                self._status = ("e", frame[1])
                 self._status_ready.set()
                 log.error("mqtt receive process failed", error=frame[1])
         self.connected.clear()
         metrics.MQTT_CONNECTED.set(0)
-        if not self._stopping and epoch == self._epoch and (not self._status or self._status[-1][0] != "e"):
+        if not self._stopping and epoch == self._epoch and (self._status is None or self._status[0] != "e"):
             log.error("mqtt receive process exited; starting it again")
             time.sleep(0.5)
             if not self._stopping:

@@ -268,7 +268,6 @@ class ShardCoordinator:
         self.membership = Membership(database_url, worker_id, client_prefix)
         self.router_client_id = f"{client_prefix}-router-{worker_id}"
         self.router = self._router(self.router_client_id) if route else None
-        self.adopted: list[str] = []  # crashed workers whose router sessions this worker ended
         self._adopting: set[str] = set()
         self.clients: dict[int, MqttIngest] = {}
         self.connected = threading.Event()
@@ -311,8 +310,7 @@ class ShardCoordinator:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             try:
-                self.rebalance()
-                self._adopt_crashed()
+                self._adopt_crashed(self.rebalance())
             except psycopg.OperationalError as exc:
                 # Our locks died with the connection: stop consuming everything, reconnect.
                 log.warning("membership connection lost; releasing shards", error=str(exc))
@@ -325,21 +323,22 @@ class ShardCoordinator:
             except Exception:
                 log.exception("shard rebalance failed")
 
-    def rebalance(self) -> None:
+    def rebalance(self) -> set[str]:
+        """Take and give up shards to match ``assign(live workers)``; returns the live set."""
         live = self.membership.live_workers() | {self.worker_id}
         mine = set(assign(live, self.shards)[self.worker_id])
         for shard in sorted(set(self.clients) - mine):
             self._release(shard)
         for shard in sorted(mine - set(self.clients)):
             if self._stop.is_set():
-                return
+                return live
             if self.membership.try_lock(shard):  # else its old owner has not let go yet
                 self._acquire(shard)
+        return live
 
-    def _adopt_crashed(self) -> None:
+    def _adopt_crashed(self, live: set[str]) -> None:
         if self.router is None:
             return  # the broker routes (EMQX): there are no router sessions
-        live = self.membership.live_workers() | {self.worker_id}
         for worker, client_id in self.membership.crashed_routers(live):
             if worker in self._adopting or not self.membership.try_lock(_router_key(worker), ROUTER_LOCK_SPACE):
                 continue
@@ -356,7 +355,6 @@ class ShardCoordinator:
             clean = router.end()
             if clean:
                 self.membership.mark_stopped(worker)
-                self.adopted.append(worker)
             log.info("router session adopted", worker=self.worker_id, crashed=worker, routed=router.routed,
                      clean=clean)
         except Exception:
