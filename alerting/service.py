@@ -99,6 +99,10 @@ def _max_window_s(rules: Iterable[Any]) -> float:
     return best
 
 
+def _rule_scope(defs: list[dict]) -> set[str | None]:
+    return {(d.get("target") or {}).get("tenant") for d in defs}
+
+
 class AlertService:
     def __init__(self, database_url: str, *, grace_s: float = 0.2, snapshot_interval_s: float = 15.0,
                  config_check_s: float = 30.0, catchup_max_s: float = 86400.0, shards: int | None = None):
@@ -117,6 +121,7 @@ class AlertService:
         self._q: queue.SimpleQueue = queue.SimpleQueue()
         self._conn: psycopg.Connection | None = None
         self._rule_defs: list[dict] = []
+        self._rule_scope: set[str | None] = set()  # tenants the rules target (None: every tenant)
         self._devices: dict[str, list] = {}
         self._version: tuple | None = None
         self._eval_thread: threading.Thread | None = None
@@ -194,6 +199,7 @@ class AlertService:
             if devs != before.get(key, []):
                 out += eng.update_devices(devs)
         self._rule_defs, self._devices, self._version = defs, devices, version
+        self._rule_scope = _rule_scope(defs)
         if not initial:
             log.info("alert configuration reloaded", rules=len(defs), rules_changed=rules_changed,
                      transitions=len(out))
@@ -265,8 +271,18 @@ class AlertService:
 
     def _has_rules(self, tenant: str, defs: list[dict] | None = None) -> bool:
         """A rule without a tenant in its target applies to every tenant."""
-        scope = {(d.get("target") or {}).get("tenant") for d in (self._rule_defs if defs is None else defs)}
+        scope = self._rule_scope if defs is None else _rule_scope(defs)
         return None in scope or tenant in scope
+
+    def _engine_for(self, key: str, tenant: str, out: list[Transition]) -> Engine | None:
+        """The engine of ``key``, created (restored) on first use; None when no rule can
+        target the tenant (nothing to evaluate, no engine to keep)."""
+        eng = self.engines.get(key)
+        if eng is None and self._has_rules(tenant):
+            devs = self._partitions(store.load_devices(self._conn, tenant)).get(key, [])
+            out += self._create_engine(key, self._rule_defs, devs)
+            eng = self.engines[key]
+        return eng
 
     def _create_engine(self, key: str, defs: list[dict], devices: list) -> list[Transition]:
         conn = self._conn
@@ -502,12 +518,9 @@ class AlertService:
             metrics[name] = max(peak, metrics.get(name, 0.0))
         out: list[Transition] = []
         for (key, tenant, device), metrics in sorted(readings.items()):
-            if key not in self.engines:
-                if not self._has_rules(tenant):
-                    continue
-                devs = self._partitions(store.load_devices(conn, tenant)).get(key, [])
-                out += self._create_engine(key, self._rule_defs, devs)
-            eng = self.engines[key]
+            eng = self._engine_for(key, tenant, out)
+            if eng is None:
+                continue
             ts = max(now, eng.clock or now)
             seen = eng.last_seen(tenant, device)
             if seen is not None and seen >= ts:
@@ -545,19 +558,19 @@ class AlertService:
         out: list[Transition] = []
         if records:
             by_key: dict[str, list[Reading]] = {}
+            scope = self._rule_scope
+            every_tenant = None in scope
             for rec in records:
+                if not every_tenant and rec.tenant_id not in scope:
+                    continue  # no rule targets the tenant: no Reading, no shard hash
                 t = rec.telemetry
                 key = self._key(rec.tenant_id, t.device_id)
                 if key is not None:  # None: another worker owns the device's shard
                     by_key.setdefault(key, []).append(Reading(rec.tenant_id, t.device_id, t.ts, t.metrics))
             for key, rs in by_key.items():
-                tenant = rs[0].tenant_id
-                if key not in self.engines and not self._has_rules(tenant):
-                    continue  # no rule can target this tenant: nothing to evaluate, no engine to keep
-                if key not in self.engines:
-                    devs = self._partitions(store.load_devices(self._conn, tenant)).get(key, [])
-                    out += self._create_engine(key, self._rule_defs, devs)
-                eng = self.engines[key]
+                eng = self._engine_for(key, rs[0].tenant_id, out)
+                if eng is None:
+                    continue
                 rs.sort(key=lambda r: (r.ts, r.device_id))  # a batch in event-time order, like a replay
                 for r in rs:
                     out += eng.observe(r)

@@ -88,11 +88,9 @@ class MqttIngest:
             send_pubacks(self.client, mids)
 
     def start(self) -> None:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.session_expiry_s
-        props.ReceiveMaximum = RECEIVE_MAXIMUM
         try:
-            self.client.connect(self.host, self.port, keepalive=30, clean_start=False, properties=props)
+            self.client.connect(self.host, self.port, keepalive=30, clean_start=False,
+                                properties=session_properties(self.session_expiry_s))
         except OSError as exc:
             raise UserError(f"cannot connect to the MQTT broker at {self.host}:{self.port}: {exc}") from exc
         self.client.loop_start()
@@ -105,6 +103,15 @@ class MqttIngest:
         self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def session_properties(session_expiry_s: int) -> Properties:
+    """CONNECT properties of an ingest session: kept ``session_expiry_s`` after a disconnect,
+    and ``RECEIVE_MAXIMUM`` unacknowledged messages in flight to us."""
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = session_expiry_s
+    props.ReceiveMaximum = RECEIVE_MAXIMUM
+    return props
 
 
 _PUBACK = struct.Struct("!BBH")  # MQTT 5 PUBACK without reason code: success (spec 3.4.2.1)

@@ -74,10 +74,7 @@ class _Channel:
 
 def _child(fd: int, config: dict) -> None:
     import paho.mqtt.client as mqtt
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    from ingest.mqtt import RECEIVE_MAXIMUM, send_pubacks
+    from ingest.mqtt import send_pubacks, session_properties
 
     # The parent decides when to stop (it must first commit and acknowledge what it took):
     # Ctrl-C or a SIGTERM to the process group must not cut the child off before that.
@@ -125,11 +122,9 @@ def _child(fd: int, config: dict) -> None:
                          manual_ack=True)
     client.on_connect, client.on_disconnect, client.on_message = on_connect, on_disconnect, on_message
     client.reconnect_delay_set(min_delay=0.2, max_delay=5)
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = config["session_expiry_s"]
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
     try:
-        client.connect(config["host"], config["port"], keepalive=30, clean_start=False, properties=props)
+        client.connect(config["host"], config["port"], keepalive=30, clean_start=False,
+                       properties=session_properties(config["session_expiry_s"]))
     except OSError as exc:
         channel.send(["e", f"cannot connect to the MQTT broker at {config['host']}:{config['port']}: {exc}"])
         return
@@ -243,27 +238,23 @@ class ReceiverProcess:
     def ack_many(self, ids: list[tuple[int, int, int]]) -> None:
         epoch, channel = self._epoch, self._channel
         acks = [(mid, generation) for e, mid, generation in ids if e == epoch]
-        if acks and channel is not None:
+        if acks:
+            self._tell(channel, ["a", acks])
+
+    def _tell(self, channel: _Channel | None, frame: list) -> None:
+        if channel is not None:
             try:
-                channel.send(["a", acks])
+                channel.send(frame)
             except OSError:
-                pass  # the child is gone: the broker redelivers, the writer deduplicates
+                pass  # the child is gone: the broker redelivers what it had, the writer deduplicates
 
     def pause(self) -> None:
         self._stopping = True
-        if self._channel is not None:
-            try:
-                self._channel.send(["p"])
-            except OSError:
-                pass
+        self._tell(self._channel, ["p"])
 
     def stop(self) -> None:
         self._stopping = True
-        if self._channel is not None:
-            try:
-                self._channel.send(["s"])
-            except OSError:
-                pass
+        self._tell(self._channel, ["s"])
         if self._proc is not None:
             try:
                 self._proc.wait(10)

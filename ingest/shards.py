@@ -46,7 +46,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqtt import RECEIVE_MAXIMUM, TELEMETRY_FILTER, MqttIngest
+from ingest.mqtt import TELEMETRY_FILTER, MqttIngest, session_properties
 from ingest.pipeline import Pipeline, parse_topic
 from ingest.writer import BatchWriter
 from pulse.errors import UserError
@@ -137,13 +137,6 @@ class Membership:
         return [(w, c) for w, c in rows if w not in live]
 
 
-def _connect_props(session_expiry_s: int) -> Properties:
-    props = Properties(PacketTypes.CONNECT)
-    props.SessionExpiryInterval = session_expiry_s
-    props.ReceiveMaximum = RECEIVE_MAXIMUM
-    return props
-
-
 def ensure_session(mqtt_url: str, client_id: str, topic_filter: str, session_expiry_s: int,
                    timeout: float = 10.0) -> None:
     """Create (or keep) a persistent session subscribed to ``topic_filter``, then leave it
@@ -155,7 +148,7 @@ def ensure_session(mqtt_url: str, client_id: str, topic_filter: str, session_exp
     client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
     client.on_subscribe = lambda *_: subscribed.set()
     client.on_message = lambda *_: None
-    client.connect(host, port, keepalive=30, clean_start=False, properties=_connect_props(session_expiry_s))
+    client.connect(host, port, keepalive=30, clean_start=False, properties=session_properties(session_expiry_s))
     client.loop_start()
     try:
         if not subscribed.wait(timeout):
@@ -222,7 +215,7 @@ class ShardRouter:
     def start(self) -> None:
         try:
             self.client.connect(self.host, self.port, keepalive=30, clean_start=False,
-                                properties=_connect_props(self.session_expiry_s))
+                                properties=session_properties(self.session_expiry_s))
         except OSError as exc:
             raise UserError(f"cannot connect to the MQTT broker at {self.host}:{self.port}: {exc}") from exc
         self.client.loop_start()
