@@ -88,12 +88,7 @@ class MqttIngest:
             send_pubacks(self.client, mids)
 
     def start(self) -> None:
-        try:
-            self.client.connect(self.host, self.port, keepalive=30, clean_start=False,
-                                properties=session_properties(self.session_expiry_s))
-        except OSError as exc:
-            raise UserError(f"cannot connect to the MQTT broker at {self.host}:{self.port}: {exc}") from exc
-        self.client.loop_start()
+        connect_session(self.client, self.host, self.port, self.session_expiry_s)
 
     def pause(self) -> None:
         """Stop taking new messages (they stay at the broker) so the writer can drain."""
@@ -105,13 +100,18 @@ class MqttIngest:
         self.client.loop_stop()
 
 
-def session_properties(session_expiry_s: int) -> Properties:
-    """CONNECT properties of an ingest session: kept ``session_expiry_s`` after a disconnect,
-    and ``RECEIVE_MAXIMUM`` unacknowledged messages in flight to us."""
+def connect_session(client: mqtt.Client, host: str, port: int, session_expiry_s: int) -> None:
+    """Connect a persistent ingest session (``clean_start=False``, kept ``session_expiry_s``
+    after a disconnect, ``RECEIVE_MAXIMUM`` unacknowledged messages in flight to us) and
+    start paho's loop; a broker that cannot be reached is a UserError."""
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = session_expiry_s
     props.ReceiveMaximum = RECEIVE_MAXIMUM
-    return props
+    try:
+        client.connect(host, port, keepalive=30, clean_start=False, properties=props)
+    except OSError as exc:
+        raise UserError(f"cannot connect to the MQTT broker at {host}:{port}: {exc}") from exc
+    client.loop_start()
 
 
 _PUBACK = struct.Struct("!BBH")  # MQTT 5 PUBACK without reason code: success (spec 3.4.2.1)

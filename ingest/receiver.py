@@ -74,7 +74,7 @@ class _Channel:
 
 def _child(fd: int, config: dict) -> None:
     import paho.mqtt.client as mqtt
-    from ingest.mqtt import send_pubacks, session_properties
+    from ingest.mqtt import connect_session, send_pubacks
 
     # The parent decides when to stop (it must first commit and acknowledge what it took):
     # Ctrl-C or a SIGTERM to the process group must not cut the child off before that.
@@ -123,13 +123,11 @@ def _child(fd: int, config: dict) -> None:
     client.on_connect, client.on_disconnect, client.on_message = on_connect, on_disconnect, on_message
     client.reconnect_delay_set(min_delay=0.2, max_delay=5)
     try:
-        client.connect(config["host"], config["port"], keepalive=30, clean_start=False,
-                       properties=session_properties(config["session_expiry_s"]))
-    except OSError as exc:
-        channel.send(["e", f"cannot connect to the MQTT broker at {config['host']}:{config['port']}: {exc}"])
+        connect_session(client, config["host"], config["port"], config["session_expiry_s"])
+    except UserError as exc:
+        channel.send(["e", str(exc)])
         return
     threading.Thread(target=flusher, name="pulse-receiver-flush", daemon=True).start()
-    client.loop_start()
     try:
         while True:
             frame = channel.recv()

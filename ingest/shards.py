@@ -46,7 +46,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.mqtt import TELEMETRY_FILTER, MqttIngest, session_properties
+from ingest.mqtt import TELEMETRY_FILTER, MqttIngest, connect_session
 from ingest.pipeline import Pipeline, parse_topic
 from ingest.writer import BatchWriter
 from pulse.errors import UserError
@@ -148,8 +148,7 @@ def ensure_session(mqtt_url: str, client_id: str, topic_filter: str, session_exp
     client.on_connect = lambda c, *_: c.subscribe(topic_filter, qos=1)
     client.on_subscribe = lambda *_: subscribed.set()
     client.on_message = lambda *_: None
-    client.connect(host, port, keepalive=30, clean_start=False, properties=session_properties(session_expiry_s))
-    client.loop_start()
+    connect_session(client, host, port, session_expiry_s)
     try:
         if not subscribed.wait(timeout):
             raise RuntimeError(f"could not create the MQTT session {client_id}")
@@ -213,12 +212,7 @@ class ShardRouter:
             self.routed += 1
 
     def start(self) -> None:
-        try:
-            self.client.connect(self.host, self.port, keepalive=30, clean_start=False,
-                                properties=session_properties(self.session_expiry_s))
-        except OSError as exc:
-            raise UserError(f"cannot connect to the MQTT broker at {self.host}:{self.port}: {exc}") from exc
-        self.client.loop_start()
+        connect_session(self.client, self.host, self.port, self.session_expiry_s)
 
     def end(self, quiet_s: float = 0.5, timeout_s: float = 30.0) -> bool:
         """Leave the shared subscription without losing a message, and end the session:
